@@ -1,0 +1,113 @@
+"""`hcc`: the command line. Each subcommand is a thin shell over a library function.
+
+    hcc tasks
+    hcc train    --task T --cohort DIR --out MODEL_DIR [--phases a,b,c] [--pretrained NAME|FILE|none]
+    hcc evaluate --task T --cohort DIR --folds K [--repeats R] --out DIR
+    hcc predict  --model MODEL_DIR --case CASE_DIR --out results.tsv
+    hcc batch    --cohort DIR --model MODEL_DIR --out DIR
+    hcc report   --eval DIR [--compare DIR2 ...] --out DIR
+    hcc demo     [--out DIR]
+Training runs unchanged under `torchrun --nproc_per_node N -m HCCAnalysisLib.cli train ...`.
+"""
+
+import argparse
+import sys
+
+from .errors import HCCInputError
+
+
+def _common_training(parser):
+    parser.add_argument("--task", required=True, help="task name (see `hcc tasks`)")
+    parser.add_argument("--cohort", required=True, help="folder with cases.csv and one folder per case")
+    parser.add_argument("--phases", default="", help="comma-separated phases in channel order (task default)")
+    parser.add_argument("--pretrained", default=None,
+                        help="pretraining to fine-tune from: a known name (jia2019-cifar), a weights file, or none")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (task default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def _tasks(args):
+    from .tasks import TASKS
+
+    for task in TASKS.values():
+        print(f"{task.name:32s} {', '.join(task.classes):40s} {task.one_line()}")
+
+
+def _train(args):
+    from .workflows import train_model
+
+    train_model(args.task, args.cohort, args.out, args.phases, args.pretrained, args.epochs, args.seed, args.device,
+                args.overwrite)
+
+
+def _evaluate(args):
+    from .workflows import evaluate_task
+
+    evaluate_task(args.task, args.cohort, args.out, args.folds, args.repeats, args.phases, args.pretrained,
+                  args.epochs, args.seed, args.device)
+
+
+def _predict(args):
+    from .workflows import predict_folder
+
+    prediction = predict_folder(args.model, args.case, args.out, args.device)
+    for record in prediction.records():
+        print(f"{record['lesion_name']:28s} {record['predicted_class']}")
+
+
+def _demo(args):
+    from .demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="hcc", description="HCCAnalysis: deep-learning methods for liver tumours")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("tasks", help="list the tasks").set_defaults(func=_tasks)
+
+    train = sub.add_parser("train", help="train a model package on a cohort")
+    _common_training(train)
+    train.add_argument("--out", required=True, help="model package folder to write")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing model package")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="patient-level cross-validation")
+    _common_training(evaluate)
+    evaluate.add_argument("--folds", type=int, default=5, help="K (= number of patients: leave-one-patient-out)")
+    evaluate.add_argument("--repeats", type=int, default=1)
+    evaluate.add_argument("--out", required=True, help="evaluation folder to write")
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = sub.add_parser("predict", help="run a model package on one case folder")
+    predict.add_argument("--model", required=True)
+    predict.add_argument("--case", required=True)
+    predict.add_argument("--out", required=True, help="results TSV")
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(func=_predict)
+
+    demo = sub.add_parser("demo", help="the end-to-end demo on the bundled sample data")
+    demo.add_argument("--out", default="out/demo")
+    demo.add_argument("--epochs", type=int, default=None)
+    demo.set_defaults(func=_demo)
+
+    from .batch import add_batch_parser
+    from .report import add_report_parser
+
+    add_batch_parser(sub)
+    add_report_parser(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except HCCInputError as err:
+        print(f"hcc {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Running the trainer unchanged under `torchrun`: process group, data shards and a
+batch norm whose statistics span all processes, so N processes train the same model as one.
+
+PyTorch's SyncBatchNorm only runs on GPUs; on the CPU (gloo) `CrossRankBatchNorm2d` does
+the same job: per-channel sums are all-reduced (differentiably) before normalising.
+"""
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def world():
+    """(rank, world_size) from the torchrun environment; (0, 1) for a plain run."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+_STATS_GROUP = None
+
+
+def init_if_needed(device):
+    global _STATS_GROUP
+    rank, size = world()
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # Batch-norm statistics travel on their own group: DDP reduces gradient buckets
+        # asynchronously on the default group, and interleaving the two there can pair up
+        # one process's statistics with another's gradients.
+        _STATS_GROUP = dist.new_group()
+    return rank, size
+
+
+def shutdown():
+    global _STATS_GROUP
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _STATS_GROUP = None
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """all_reduce(SUM) with its gradient: d(sum over processes)/d(own part) is the summed gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, group=_STATS_GROUP)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad, group=_STATS_GROUP)
+        return grad
+
+
+class CrossRankBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d with batch statistics over every process's part of the batch (CPU-capable)."""
+
+    def forward(self, x):
+        if not (self.training and dist.is_initialized()):
+            return super().forward(x)
+        channels = x.shape[1]
+        # Sums in float64: E[x^2] - mean^2 in float32 loses the variance when |mean| >> std.
+        wide = x.double()
+        count = torch.tensor([x.numel() / channels], dtype=torch.float64, device=x.device)
+        stats = torch.cat([wide.sum(dim=(0, 2, 3)), (wide * wide).sum(dim=(0, 2, 3)), count])
+        stats = _SumOverProcesses.apply(stats)
+        total = stats[-1]
+        mean = stats[:channels] / total
+        var = (stats[channels:2 * channels] / total - mean * mean).to(x.dtype)
+        mean = mean.to(x.dtype)
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(m * mean.detach())
+            self.running_var.mul_(1 - m).add_(m * var.detach() * float(total / (total - 1)))
+        shape = (1, channels, 1, 1)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape)
+
+
+def convert_batchnorm(module, device):
+    """Swap BatchNorm2d for a cross-process one (SyncBatchNorm on CUDA)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            replacement = CrossRankBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                               child.track_running_stats)
+            replacement.load_state_dict(child.state_dict())
+            setattr(module, name, replacement)
+        else:
+            convert_batchnorm(child, device)
+    return module
+
+
+def restore_batchnorm(module):
+    """Back to plain BatchNorm2d (same parameters and buffers) before saving or predicting."""
+    for name, child in module.named_children():
+        if isinstance(child, (CrossRankBatchNorm2d, nn.SyncBatchNorm)):
+            plain = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                   child.track_running_stats)
+            plain.load_state_dict(child.state_dict())
+            setattr(module, name, plain)
+        else:
+            restore_batchnorm(child)
+    return module
+
+
+def sum_over_processes(value):
+    """A float summed over every process (the value itself in a plain run)."""
+    if not dist.is_initialized():
+        return value
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # nccl reduces GPU tensors only
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return float(tensor)
+
+
+def shard(indices, rank, size):
+    """This process's share of one global batch (interleaved, so shares differ by at most one)."""
+    return indices[rank::size]

@@ -1,0 +1,137 @@
+"""Model packages: `model.safetensors` + `model.json` (the card), checked on every load.
+
+The card says what the weights are for (task, classes, phases, network and its
+arguments), how they were made (cohort summary, settings, library versions) and the
+SHA-256 of the weights file, so an altered or swapped file is refused.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import HCCInputError
+
+CARD_NAME = "model.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_FORMAT = 1
+REQUIRED_CARD_FIELDS = ("format", "task", "classes", "phases", "net", "net_kwargs", "input_size",
+                        "weights", "weights_sha256")
+
+
+@dataclass
+class LoadedModel:
+    net: object
+    card: dict
+    task: object
+    directory: Path
+
+    @property
+    def name(self):
+        return f"{self.card['task']}@{self.card.get('version', '0')}"
+
+
+def sha256_of(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions():
+    """Versions that decide whether a result can be reproduced."""
+    import monai
+    import numpy
+    import SimpleITK
+    import sklearn
+    import torch
+
+    from . import __version__
+
+    return {"HCCAnalysisLib": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "monai": monai.__version__, "numpy": numpy.__version__, "SimpleITK": SimpleITK.Version_VersionString(),
+            "scikit-learn": sklearn.__version__}
+
+
+def _write_json_atomic(path, data):
+    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".card.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def save_model(directory, net, card):
+    """Write the weights and the card; the card gets the weights' SHA-256 and the versions."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".weights.", suffix=".tmp")
+    os.close(fd)
+    save_file(state, tmp)
+    os.replace(tmp, directory / WEIGHTS_NAME)
+    card = dict(card, format=CARD_FORMAT, weights=WEIGHTS_NAME,
+                weights_sha256=sha256_of(directory / WEIGHTS_NAME))
+    card.setdefault("versions", library_versions())
+    _write_json_atomic(directory / CARD_NAME, card)
+    return card
+
+
+def read_card(directory):
+    directory = Path(directory)
+    card_path = directory / CARD_NAME
+    if not card_path.is_file():
+        raise HCCInputError("is not a model package (no model.json)", directory)
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise HCCInputError(f"is not valid JSON: {err}", card_path) from None
+    missing = [f for f in REQUIRED_CARD_FIELDS if f not in card]
+    if missing:
+        raise HCCInputError(f"lacks the field(s) {missing}", card_path, "re-export the model package")
+    if card["format"] != CARD_FORMAT:
+        raise HCCInputError(f"has card format {card['format']}, this version reads {CARD_FORMAT}", card_path)
+    return card
+
+
+def load_model(directory, device="cpu", expected_task=None):
+    """Load a model package after checking its card, the weights' hash and their shapes."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .nets import build_net
+    from .tasks import get_task
+
+    directory = Path(directory)
+    card = read_card(directory)
+    if expected_task and card["task"] != expected_task:
+        raise HCCInputError(f"is a model for task '{card['task']}', not '{expected_task}'", directory)
+    task = get_task(card["task"])
+    if tuple(card["classes"]) != tuple(task.classes):
+        raise HCCInputError(f"classes {card['classes']} differ from task {task.name}'s {list(task.classes)}",
+                            directory / CARD_NAME)
+    weights = directory / card["weights"]
+    if not weights.is_file():
+        raise HCCInputError("weights file is missing", weights)
+    actual = sha256_of(weights)
+    if actual != card["weights_sha256"]:
+        raise HCCInputError(f"SHA-256 {actual[:12]}... does not match the card's {card['weights_sha256'][:12]}...",
+                            weights, "the file was altered or swapped: re-download or re-import the model")
+    net = build_net(card["net"], num_classes=len(card["classes"]), **card["net_kwargs"])
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # safetensors raises its own error type for corrupt headers
+        raise HCCInputError(f"could not be read as safetensors: {err}", weights) from None
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0:3]
+        raise HCCInputError(f"weights do not fit network '{card['net']}': {' '.join(first)[:300]}", weights) from None
+    net.to(torch.device(device)).eval()
+    return LoadedModel(net, card, task, directory)

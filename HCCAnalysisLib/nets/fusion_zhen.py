@@ -1,0 +1,51 @@
+"""Zhen et al. 2020: Inception-ResNet-V2 on 6 or 3 MRI sequences, optionally with clinical data.
+
+The image pathway is timm's `inception_resnet_v2` (299 x 299 input, any number of input
+channels, global-average-pooled 1536 features). With clinical data (Models F and G), the
+encoded clinical vector is concatenated with the image features right before the final
+fully connected layer, as the paper describes ("these features together with encoded
+clinical data were input to the fully connected layer").
+"""
+
+import torch
+from torch import nn
+
+from .fusion_inputs import check_clinical, check_image
+from .fusion_weights import load_backbone_weights
+
+ARCH = "timm inception_resnet_v2"
+
+
+class ZhenNet(nn.Module):
+    """Inception-ResNet-V2 + optional clinical concatenation + one FC classifier."""
+
+    def __init__(self, in_channels=6, num_classes=7, clinical_dim=0, pretrained_path=None):
+        super().__init__()
+        import timm  # imported here so that `import HCCAnalysisLib.nets` stays cheap
+
+        self.in_channels = int(in_channels)
+        self.clinical_dim = int(clinical_dim)
+        # pretrained=False always: weights come only from a local file.
+        self.backbone = timm.create_model("inception_resnet_v2", pretrained=False,
+                                          in_chans=self.in_channels, num_classes=0)
+        self.weights_report = None
+        if pretrained_path:
+            cfg = self.backbone.pretrained_cfg
+            self.weights_report = load_backbone_weights(
+                self.backbone, pretrained_path, cfg["first_conv"], cfg["classifier"], ARCH)
+        self.feature_dim = self.backbone.num_features + self.clinical_dim
+        self.classifier = nn.Linear(self.feature_dim, int(num_classes))
+
+    def embed(self, image, clinical=None):
+        """The last hidden representation: image features (+ clinical vector), B x D."""
+        # Both inputs are checked before the (costly) backbone runs.
+        check_image(image, self.in_channels, "zhen2020 net")
+        if self.clinical_dim:
+            clinical = check_clinical(clinical, image.shape[0], self.clinical_dim, "zhen2020 net")
+        features = self.backbone(image)
+        if self.clinical_dim:
+            features = torch.cat([features, clinical.to(features.dtype)], dim=1)
+        return features
+
+    def forward(self, image, clinical=None):
+        return self.classifier(self.embed(image, clinical))

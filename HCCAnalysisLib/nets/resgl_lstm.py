@@ -1,0 +1,169 @@
+"""ResGL-BDLSTM (Liang et al., MICCAI 2018): per-phase ResGLNet blocks + a bidirectional LSTM.
+
+Per phase (NC, ART, PV) one ResGLNet block, no weights shared between phases
+(section 2.1). A block has two residual pathways of the same architecture: the
+*local* one sees a patch (64 x 64), the *global* one the lesion ROI (128 x 128). Each
+pathway is a CIFAR-style ResNet of 19 convolutions (a stem + 3 stages x 3 basic
+blocks of two convolutions) and one average pooling; the block's fully connected
+layer joins the two pathways into the phase feature.
+
+The phase features, in phase order, are the sequence of the BD-LSTM (section 2.2):
+one direction runs NC -> PV ("enhancement"), the other PV -> NC; their final states
+are concatenated into the patch feature, which the centre loss acts on, and a last
+FC gives the patch logits (softmax in the loss). The inter-loss (eq. 3) also needs
+the logits of the local and the global pathways alone: one FC over the local
+features of all phases and one over the global features.
+
+Variants (Table 2 of the paper):
+- "full": ResGL-BDLSTM.
+- "no_lstm": ResGLNet [13]: phase features concatenated, no LSTM.
+- "local_only": ResNet_Local: the local pathway only, phases concatenated; no
+  auxiliary heads, so the inter-loss reduces to the last cross-entropy.
+The no-intra-loss ablation is a loss option (`ResGLLoss(use_centre=False)`).
+
+Layer order: conv -> batch norm -> ReLU as in He et al.'s ResNet, which the paper
+extends (its text lists ReLU before batch norm without saying more).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import HCCInputError
+
+VARIANTS = ("full", "no_lstm", "local_only")
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv + BN layers; parameter-free shortcut (subsample + zero channels) on a change."""
+
+    def __init__(self, in_planes, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.stride, self.extra = stride, planes - in_planes
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+        if self.extra:
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, self.extra))
+        return F.relu(out + shortcut)
+
+
+class ResidualPathway(nn.Module):
+    """Stem conv + 3 stages of `blocks` basic blocks (widths w, 2w, 4w) + global average pooling."""
+
+    def __init__(self, in_channels=1, width=16, blocks=3):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        layers, planes = [], width
+        for stage, stage_width in enumerate((width, 2 * width, 4 * width)):
+            for b in range(blocks):
+                stride = 2 if stage > 0 and b == 0 else 1
+                layers.append(BasicBlock(planes, stage_width, stride))
+                planes = stage_width
+        self.layers = nn.Sequential(*layers)
+        self.out_features = planes
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1)
+
+
+class ResGLBlock(nn.Module):
+    """One phase: a local and (unless local-only) a global pathway, joined by one FC layer."""
+
+    def __init__(self, width, blocks, phase_features, use_global):
+        super().__init__()
+        self.local = ResidualPathway(1, width, blocks)
+        self.glob = ResidualPathway(1, width, blocks) if use_global else None
+        joined = self.local.out_features * (2 if use_global else 1)
+        self.fc = nn.Linear(joined, phase_features) if use_global else None
+
+    def forward(self, local, global_roi):
+        f_local = self.local(local)
+        if self.glob is None:
+            return f_local, None, f_local
+        f_global = self.glob(global_roi)
+        return f_local, f_global, F.relu(self.fc(torch.cat([f_local, f_global], dim=1)))
+
+
+class ResGLBDLSTM(nn.Module):
+    """Patch classifier over P phases; forward(local=B x P x 1 x H x W, global_roi=B x P x 1 x H' x W')."""
+
+    def __init__(self, num_classes=4, n_phases=3, variant="full", width=16, blocks=3, phase_features=128,
+                 lstm_hidden=64):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise HCCInputError(f"unknown ResGL-BDLSTM variant '{variant}'", hint=f"known: {', '.join(VARIANTS)}")
+        if num_classes < 2 or n_phases < 1:
+            raise HCCInputError(f"need >= 2 classes and >= 1 phase, got {num_classes} and {n_phases}")
+        self.variant, self.n_phases, self.num_classes = variant, n_phases, num_classes
+        use_global = variant != "local_only"
+        # ModuleList of independent blocks: no weights shared between phases
+        self.phases = nn.ModuleList(ResGLBlock(width, blocks, phase_features, use_global) for _ in range(n_phases))
+        path_features = self.phases[0].local.out_features
+        if variant == "full":
+            self.lstm = nn.LSTM(phase_features, lstm_hidden, batch_first=True, bidirectional=True)
+            self.feature_dim = 2 * lstm_hidden
+        elif variant == "no_lstm":
+            self.feature_dim = n_phases * phase_features
+        else:
+            self.feature_dim = n_phases * path_features
+        self.classifier = nn.Linear(self.feature_dim, num_classes)
+        if use_global:
+            self.local_head = nn.Linear(n_phases * path_features, num_classes)
+            self.global_head = nn.Linear(n_phases * path_features, num_classes)
+
+    def _check(self, name, x):
+        if x is None:
+            raise HCCInputError(f"ResGL-BDLSTM needs the input '{name}'")
+        if x.ndim != 5 or x.shape[1] != self.n_phases or x.shape[2] != 1:
+            raise HCCInputError(f"input '{name}' must be B x {self.n_phases} x 1 x H x W (batch, phase, channel, "
+                                f"height, width), got {tuple(x.shape)}")
+
+    def _phase_features(self, local, global_roi):
+        self._check("local", local)
+        if self.variant != "local_only":
+            self._check("global_roi", global_roi)
+            if global_roi.shape[0] != local.shape[0]:
+                raise HCCInputError(f"'local' has {local.shape[0]} samples, 'global_roi' {global_roi.shape[0]}")
+        f_local, f_global, joined = [], [], []
+        for p, block in enumerate(self.phases):
+            roi = None if self.variant == "local_only" else global_roi[:, p]
+            fl, fg, fj = block(local[:, p], roi)
+            f_local.append(fl)
+            f_global.append(fg)
+            joined.append(fj)
+        return f_local, f_global, joined
+
+    def _features(self, joined):
+        if self.variant == "full":
+            _, (h_n, _) = self.lstm(torch.stack(joined, dim=1))
+            # h_n[0]: forward direction after the last phase; h_n[1]: backward after the first
+            return torch.cat([h_n[0], h_n[1]], dim=1)
+        return torch.cat(joined, dim=1)
+
+    def forward(self, local=None, global_roi=None):
+        f_local, f_global, joined = self._phase_features(local, global_roi)
+        features = self._features(joined)
+        out = {"logits": self.classifier(features), "features": features}
+        if self.variant != "local_only":
+            out["local_logits"] = self.local_head(torch.cat(f_local, dim=1))
+            out["global_logits"] = self.global_head(torch.cat(f_global, dim=1))
+        return out
+
+    def embed(self, local=None, global_roi=None):
+        """The patch feature (the centre loss's f_i), B x feature_dim."""
+        return self._features(self._phase_features(local, global_roi)[2])
+
+
+def build_resgl_bdlstm(num_classes=4, n_phases=3, variant="full", width=16, blocks=3, phase_features=128,
+                       lstm_hidden=64):
+    """ResGL-BDLSTM with the paper's 19-conv pathways; `width`/`blocks` shrink it for quick tests."""
+    return ResGLBDLSTM(num_classes=num_classes, n_phases=n_phases, variant=variant, width=width, blocks=blocks,
+                       phase_features=phase_features, lstm_hidden=lstm_hidden)

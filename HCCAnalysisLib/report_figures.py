@@ -1,0 +1,96 @@
+"""Report figures as PNG bytes: ROC curves, confusion matrices, t-SNE of last hidden features.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot state, no display), so it
+runs the same in a batch job, the CLI and inside Slicer.
+"""
+
+import io
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.manifold import TSNE
+from sklearn.metrics import roc_curve
+from threadpoolctl import threadpool_limits
+
+# Above this many points t-SNE gets slow on a laptop CPU; a fixed random subset is drawn.
+TSNE_MAX_POINTS = 3000
+
+
+def _png(figure):
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def roc_figure(title, curves):
+    """ROC curves; `curves` is a list of (legend label, 0/1 truth, scores)."""
+    figure = Figure(figsize=(5.2, 5.0))
+    axes = figure.add_subplot()
+    for label, truth, scores in curves:
+        fpr, tpr, _ = roc_curve(truth, scores)
+        axes.plot(fpr, tpr, lw=1.6, label=label)
+    axes.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
+    axes.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity", ylabel="sensitivity",
+             title=title)
+    axes.set_aspect("equal")
+    axes.legend(loc="lower right", fontsize=7)
+    return _png(figure)
+
+
+def confusion_figure(title, classes, counts, normalised):
+    """Counts and row-normalised confusion matrices side by side (rows = truth)."""
+    counts, normalised = np.asarray(counts), np.asarray(normalised, dtype=float)
+    size = max(3.2, 0.7 * len(classes) + 1.8)
+    figure = Figure(figsize=(2 * size + 0.6, size))
+    for column, (matrix, what, fmt) in enumerate(((counts, "counts", "{:d}"),
+                                                  (normalised, "row-normalised", "{:.2f}"))):
+        axes = figure.add_subplot(1, 2, column + 1)
+        shown = np.nan_to_num(normalised)  # colour by row share in both panels
+        axes.imshow(shown, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                value = matrix[i, j]
+                text = "n/a" if (what != "counts" and np.isnan(value)) else fmt.format(
+                    int(value) if what == "counts" else value)
+                axes.text(j, i, text, ha="center", va="center", fontsize=8,
+                          color="white" if shown[i, j] > 0.6 else "black")
+        axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+        # class names once, on the left panel, so the right one has room
+        axes.set_yticks(range(len(classes)), classes if column == 0 else [], fontsize=8)
+        axes.set(xlabel="predicted", ylabel="true" if column == 0 else "",
+                 title=f"{title} ({what})")
+    return _png(figure)
+
+
+def tsne_points(embeddings, seed=0):
+    """2-D t-SNE of the embeddings (rows), perplexity adapted to small sets; (points, used rows)."""
+    embeddings = np.asarray(embeddings, dtype=float)
+    rows = np.arange(len(embeddings))
+    if len(rows) > TSNE_MAX_POINTS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, TSNE_MAX_POINTS, replace=False))
+    data = embeddings[rows]
+    if len(data) < 5:
+        return None, rows
+    perplexity = float(min(30.0, (len(data) - 1) / 3.0))
+    # One OpenMP thread: on a busy machine t-SNE's threads spin and run ~20x slower.
+    with threadpool_limits(limits=1):
+        points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                      learning_rate="auto").fit_transform(data)
+    return points, rows
+
+
+def tsne_figure(title, points, labels, classes):
+    """Scatter of t-SNE points coloured by true class."""
+    figure = Figure(figsize=(5.4, 5.0))
+    axes = figure.add_subplot()
+    labels = np.asarray(labels, dtype=object)
+    for name in classes:
+        chosen = labels == name
+        if chosen.any():
+            axes.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.8,
+                         label=f"{name} (n={int(chosen.sum())})")
+    axes.set(title=title, xticks=[], yticks=[])
+    axes.legend(fontsize=7, markerscale=1.5)
+    return _png(figure)

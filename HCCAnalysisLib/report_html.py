@@ -1,0 +1,158 @@
+"""Render the report as one self-contained HTML page (figures embedded as base64 PNG).
+
+Tables follow seed 001 (Zhen et al. 2020): Tables 1-3 put each class's AUC,
+sensitivity and specificity with 95% CIs in one column per model, then McNemar and
+DeLong p-values per pair of models; Table 4 lists accuracy, kappa, z and p.
+"""
+
+import base64
+import html
+import math
+
+STYLE = """body{font-family:Helvetica,Arial,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}
+th,td{border-bottom:1px solid #ccc;padding:3px 9px;text-align:left}
+th{background:#f0f0f0} tr.group td{font-weight:bold;background:#fafafa}
+figure{display:inline-block;margin:0.5em;vertical-align:top}
+figcaption{font-size:12px;color:#555;max-width:560px} .note{color:#666;font-size:13px}"""
+
+
+def esc(value):
+    return html.escape(str(value))
+
+
+def fmt_p(p):
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "n/a"
+    return "&lt;0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_ci(est, percent):
+    """'91.9 (84.7, 96.5)' for proportions, '0.951 (0.919, 0.982)' for AUCs; n/a when empty."""
+    if est is None or math.isnan(est["value"]):
+        return "n/a"
+    if percent:
+        return f"{100 * est['value']:.1f} ({100 * est['low']:.1f}, {100 * est['high']:.1f})"
+    return f"{est['value']:.3f} ({est['low']:.3f}, {est['high']:.3f})"
+
+
+def _row(cells, tag="td", css=None):
+    attr = f' class="{css}"' if css else ""
+    return f"<tr{attr}>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
+
+
+def performance_table(caption, models, level, pairs, classes):
+    """Seed 001 Tables 1-3: one column per model, McNemar and DeLong p per pair."""
+    names = [m["name"] for m in models]
+    pair_names = [f"{esc(a)} vs. {esc(b)}" for a, b, _ in pairs]
+    spans = [("", 1), (f"Value ({models[0]['confidence_pct']}% CI)", len(names))]
+    if pairs:
+        spans += [("McNemar's P-value", len(pairs)), ("DeLong P-value", len(pairs))]
+    head1 = "<tr>" + "".join(f"<th colspan='{n}'>{t}</th>" for t, n in spans) + "</tr>"
+    head2 = [""] + [esc(n) for n in names] + pair_names + pair_names
+    out = [f"<table><caption>{esc(caption)}</caption>", head1, _row(head2, "th")]
+    for name in classes:
+        per_model = [next(r for r in m["levels"][level]["per_class"] if r["class"] == name)
+                     for m in models]
+        tests = [next((c for c in result["classes"] if c["class"] == name), None)
+                 for _, _, result in pairs]
+        blank = [""] * len(pairs)
+        out.append(_row([esc(name)] + [""] * (len(names) + 2 * len(pairs)), css="group"))
+        delong = [fmt_p(t["delong"].get("p_value")) if t else "n/a" for t in tests]
+        out.append(_row(["AUC"] + [fmt_ci(r["auc"], False) for r in per_model] + blank + delong))
+        for metric in ("sensitivity", "specificity"):
+            mcnemar = [fmt_p(t[f"mcnemar_{metric}"]) if t else "n/a" for t in tests]
+            out.append(_row([f"{metric.capitalize()}, %"]
+                            + [fmt_ci(r[metric], True) for r in per_model] + mcnemar + blank))
+        out.append(_row(["Accuracy, %"] + [fmt_ci(r["accuracy"], True) for r in per_model]
+                        + blank + blank))
+    out.append("</table>")
+    if pairs:
+        counts = ", ".join(f"{esc(a)} vs. {esc(b)}: {r['n_common']} common cases"
+                           for a, b, r in pairs)
+        out.append(f"<p class='note'>Pairwise tests on the cases both models saw ({counts}); "
+                   "McNemar exact (binomial) on sensitivity (positives) and specificity "
+                   "(negatives); DeLong for correlated AUCs; all two-sided.</p>")
+    return "\n".join(out)
+
+
+def agreement_table(caption, models, level):
+    """Seed 001 Table 4: accuracy with CI, Cohen's kappa, its z score and p."""
+    out = [f"<table><caption>{esc(caption)}</caption>",
+           _row(["", "Accuracy, %", "Kappa", "Z score", "P-value", "n"], "th")]
+    for m in models:
+        a = m["levels"][level]["agreement"]
+        if "error" in a:
+            out.append(_row([esc(m["name"]), "n/a", esc(a["error"]), "", "", ""]))
+            continue
+        z = "n/a" if math.isnan(a["z"]) else f"{a['z']:.2f}"
+        out.append(_row([esc(m["name"]), fmt_ci(a["accuracy"], True), f"{a['kappa']:.3f}",
+                         z, fmt_p(a["p_value"]), str(a["n"])]))
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def folds_table(models):
+    """Per-fold mean +- SD from each metrics.json (all repeats and folds)."""
+    metrics = []
+    for m in models:
+        metrics += [name for name, _, _ in m["folds"] if name not in metrics]
+    if not metrics:
+        return "<p class='note'>metrics.json has no per-fold summary.</p>"
+    out = ["<table><caption>Cross-validation folds: mean &plusmn; SD</caption>",
+           _row(["metric"] + [esc(m["name"]) for m in models], "th")]
+    for metric in metrics:
+        cells = []
+        for m in models:
+            found = [(mean, sd) for name, mean, sd in m["folds"] if name == metric]
+            cells.append(f"{found[0][0]:.4f} &plusmn; {found[0][1]:.4f}" if found else "")
+        out.append(_row([esc(metric)] + cells))
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def figure_html(figure):
+    data = base64.b64encode(figure["png"]).decode("ascii")
+    return (f"<figure><img src='data:image/png;base64,{data}' alt='{esc(figure['file'])}' "
+            f"width='{figure.get('width', 480)}'><figcaption>{esc(figure['caption'])}"
+            f"</figcaption></figure>")
+
+
+def render(report):
+    """The whole page from the report dict assembled by report.make_report."""
+    models, classes = report["models"], report["reported_classes"]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(report['title'])}"
+             f"</title><style>{STYLE}</style></head><body>", f"<h1>{esc(report['title'])}</h1>",
+             "<h2>Evaluations</h2><ul>"]
+    for m in models:
+        parts.append(f"<li><b>{esc(m['name'])}</b>: {esc(m['path'])}; task {esc(m['task'])}; "
+                     f"{esc(m['note'])}</li>")
+    parts.append(f"</ul><p class='note'>Classes: {esc(', '.join(report['classes']))}. Intervals: "
+                 "Clopper-Pearson (proportions), DeLong (AUC), "
+                 f"{models[0]['confidence_pct']}%."
+                 + (f" Two classes: one-vs-rest figures for the positive class "
+                    f"{esc(classes[0])} (the second in metrics.json)."
+                    if len(report["classes"]) == 2 else "") + "</p>")
+    for level in report["levels"]:
+        title = "Case level" if level == "case" else "Patient level"
+        parts.append(f"<h2>{title}</h2>")
+        if level == "patient":
+            parts += [f"<p class='note'>{esc(m['name'])}: {esc(m['patient_note'])}</p>"
+                      for m in models]
+        pairs = [(c["a"], c["b"], c["result"]) for c in report["comparisons"].get(level, [])]
+        parts.append(performance_table(f"Diagnostic performance ({title.lower()})", models,
+                                       level, pairs, classes))
+        parts.append(agreement_table(f"Consistency with the reference labels ({title.lower()})",
+                                     models, level))
+        parts += [figure_html(f) for f in report["figures"] if f["level"] == level]
+    unavailable = [m for m in models if "patient" not in m["levels"]]
+    if unavailable and "patient" not in report["levels"]:
+        parts.append("<p class='note'>No patient-level analysis: "
+                     + "; ".join(f"{esc(m['name'])}: {esc(m['patient_note'])}"
+                                 for m in unavailable) + "</p>")
+    parts += ["<h2>t-SNE of the last hidden features</h2>"]
+    tsne = [f for f in report["figures"] if f["level"] == "tsne"]
+    parts += [figure_html(f) for f in tsne] or [
+        "<p class='note'>No evaluation saved embeddings.npz.</p>"]
+    parts += ["<h2>Folds</h2>", folds_table(models), "</body></html>"]
+    return "\n".join(parts)

@@ -1,0 +1,97 @@
+"""The three jobs behind `hcc train | evaluate | predict`, callable from Python as well."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import distributed
+from .cohort import load_cohort
+from .errors import HCCInputError
+from .evaluate import cross_validate, load_samples, training_set
+from .infer import predict_case, run_net
+from .models import CARD_NAME, load_model, save_model
+from .pretrained import resolve_pretrained
+from .tasks import get_task
+from .train import fit, resolve_device
+
+
+def parse_phases(task, phases):
+    """'a,b,c' or a sequence -> a checked tuple; the task's default phases when empty."""
+    if isinstance(phases, str):
+        phases = [p.strip() for p in phases.split(",") if p.strip()]
+    return task.check_phases(phases or task.phases)
+
+
+def _refuse_existing_model(out_dir, overwrite):
+    if (Path(out_dir) / CARD_NAME).exists() and not overwrite:
+        raise HCCInputError("already holds a model package", out_dir, "choose another folder or pass --overwrite")
+
+
+def _class_counts(task, samples):
+    counts = {c: 0 for c in task.classes}
+    for sample in samples:
+        counts[task.classes[sample.target]] += 1
+    return counts
+
+
+def train_model(task_name, cohort_dir, out_dir, phases=None, pretrained=None, epochs=None, seed=0,
+                device="auto", overwrite=False, log=print):
+    """Train on the whole cohort and write a model package; returns its card."""
+    task = get_task(task_name)
+    phases = parse_phases(task, phases)
+    _refuse_existing_model(out_dir, overwrite)
+    cohort = load_cohort(cohort_dir)
+    device = resolve_device(device)
+    source = resolve_pretrained(pretrained)
+    started = time.time()
+    samples_by_case = load_samples(task, cohort, phases, seed, log)
+    base = [s for samples in samples_by_case.values() for s in samples]
+    train_samples = training_set(task, cohort.records, samples_by_case)
+    net, history = fit(task, train_samples, device, seed=seed, epochs=epochs,
+                       pretrained_state=None if source is None else source[1], log=log)
+    probs = run_net(net, base, __import__("torch").device("cpu"))
+    train_accuracy = float(np.mean(probs.argmax(axis=1) == np.array([s.target for s in base])))
+    card = {
+        "task": task.name, "version": "local", "classes": list(task.classes), "phases": list(phases),
+        "net": task.net, "net_kwargs": dict(task.net_kwargs), "input_size": task.input_size, "seed": seed,
+        "description": task.one_line(),
+        "training": {"cohort": str(Path(cohort_dir).resolve()), "n_cases": len(cohort.records),
+                     "n_patients": len(cohort.patients()), "samples_per_class": _class_counts(task, base),
+                     "augmented_samples": len(train_samples), "pretrained": None if source is None else str(source[0]),
+                     "seconds": round(time.time() - started, 1), **{k: v for k, v in history.items() if k != "loss"},
+                     "final_loss": history["loss"][-1] if history["loss"] else None},
+        "metrics": {"training_accuracy": train_accuracy,
+                    "note": "resubstitution accuracy on the training cohort; use `hcc evaluate` for cross-validated metrics"},
+    }
+    rank, _ = distributed.world()
+    if rank == 0:
+        card = save_model(out_dir, net, card)
+        log(f"model package written to {out_dir} (training accuracy {train_accuracy:.3f})")
+    distributed.shutdown()
+    return card
+
+
+def evaluate_task(task_name, cohort_dir, out_dir, folds=5, repeats=1, phases=None, pretrained=None, epochs=None,
+                  seed=0, device="auto", log=print):
+    task = get_task(task_name)
+    phases = parse_phases(task, phases)
+    cohort = load_cohort(cohort_dir)
+    source = resolve_pretrained(pretrained)
+    metrics = cross_validate(task, cohort, phases, out_dir, folds, repeats, seed, resolve_device(device),
+                             None if source is None else source[1], epochs, log)
+    for name, value in metrics["summary"].items():
+        log(f"  {name:12s} {value['mean']:.3f} +- {value['sd']:.3f}  ({value['n_folds']} folds)")
+    return metrics
+
+
+def predict_folder(model_dir, case_dir, out_path, device="auto", case_id=None, patient_id=None):
+    """Run a model package on one case folder and write the per-lesion TSV."""
+    from .case import load_case
+
+    device = resolve_device(device)
+    model = load_model(model_dir, device)
+    case = load_case(case_dir, case_id, patient_id, phases=model.card["phases"])
+    prediction = predict_case(model, case, device=device)
+    prediction.write_tsv(out_path)
+    return prediction

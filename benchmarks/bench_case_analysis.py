@@ -1,0 +1,471 @@
+"""Whole-case analysis time: phase images + mask -> every applicable task -> MRML table, by stage.
+
+At start, one model package per task in `tasks.TASKS` is trained briefly
+(`workflows.train_model(..., epochs=1)`) on the bundled demo cohort, with the phases the
+demo cases have (they hold one phase, `image`; a task that takes one phase alone runs on
+it). Tasks whose labels come from a cases.csv column the demo cohort lacks (e.g.
+`differentiation`) are trained on a copy of its cases.csv with that column filled in turn
+with the task's classes: the labels are placeholders, the timings are real. The tasks
+that apply to a case are then chosen as the panel's "Run all" chooses them
+(`panel_model.applicable_tasks`).
+
+Each case (the 4 demo-cohort cases and the held-out brain2) is analysed in stages:
+
+- read: `case.load_case` (files -> Case: read, validate, lesions, overlap checks)
+- grid: each phase resampled onto the segmentation grid (`Case.phase_on_grid`, cached per case)
+- sample: the task's sampler (normalise, crop, resize, background ROIs), split into
+  normalise / background-ROI search / crop+resize (timed through wrappers)
+- network: `infer.run_net` (inference_mode, batches of 256)
+- aggregate: `infer.aggregate` + `Prediction`
+- table: `slicer_io.prediction_to_table` into a real slicer-core vtkMRMLScene, one table per task
+
+and also end to end through the library's own path (`load_case` + `predict_case` per task +
+`prediction_to_table`), which must give the same probabilities. Candidate speed-ups are
+monkeypatched in as variants and timed interleaved with the baseline. A cProfile of the
+whole-case path lists the top costs.
+
+    .venv/bin/python benchmarks/bench_case_analysis.py [--quick] [--out benchmarks/results_case_analysis.md]
+"""
+
+import argparse
+import contextlib
+import cProfile
+import csv
+import datetime
+import io
+import os
+import pathlib
+import platform
+import pstats
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# Idle OpenMP threads sleep instead of spinning (see bench_trainer_overhead.py): on the shared,
+# overloaded machine the active policy made 2-thread torch calls 5-20x slower and noisy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+_T0 = time.perf_counter()
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from HCCAnalysisLib import infer, preprocess, samples as samples_mod  # noqa: E402
+from HCCAnalysisLib.case import load_case  # noqa: E402
+from HCCAnalysisLib.errors import HCCInputError  # noqa: E402
+from HCCAnalysisLib.models import load_model  # noqa: E402
+from HCCAnalysisLib.prediction import Prediction  # noqa: E402
+from HCCAnalysisLib.tasks import TASKS  # noqa: E402
+from HCCAnalysisLib.workflows import train_model  # noqa: E402
+
+IMPORT_SECONDS = time.perf_counter() - _T0
+
+COHORT = ROOT / "SampleData" / "demo-cohort"
+HELDOUT = ROOT / "SampleData" / "demo-heldout"
+TARGET_SECONDS = 3.0
+DEFAULT_OUT = ROOT / "benchmarks" / "results_case_analysis.md"
+STAGES = ("read", "grid", "normalise", "background ROIs", "crop+resize", "sample other", "network", "aggregate",
+          "table")
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def case_folders():
+    out = []
+    for cohort in (COHORT, HELDOUT):
+        with open(cohort / "cases.csv", newline="", encoding="utf-8-sig") as handle:
+            out += [(row["case_id"], cohort / row["case_id"]) for row in csv.DictReader(handle)]
+    return out
+
+
+# ---------------- setup: brief training, one package per task ----------------
+def labelled_cohort(tmp, tasks):
+    """A copy of the demo cohort's cases.csv (case folders linked) with any missing label column filled."""
+    folder = tmp / "cohort"
+    folder.mkdir()
+    with open(COHORT / "cases.csv", newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        rows, columns = list(reader), list(reader.fieldnames)
+    filled = []
+    for task in tasks:
+        if task.label_column and task.label_column not in columns:
+            columns.append(task.label_column)
+            filled.append(task.label_column)
+            for i, row in enumerate(rows):
+                row[task.label_column] = task.classes[i % len(task.classes)]
+    with open(folder / "cases.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    for row in rows:
+        (folder / row["case_id"]).symlink_to(COHORT / row["case_id"], target_is_directory=True)
+    return folder, filled
+
+
+def train_packages(tmp):
+    """task name -> (model dir, seconds to train) for every task that can be trained here; and skips."""
+    cohort, filled = labelled_cohort(tmp, TASKS.values())
+    demo_phases = load_case(COHORT / "lung1").phases
+    packages, skipped = {}, {}
+    for name, task in TASKS.items():
+        if set(task.phases) <= set(demo_phases):
+            phases = list(task.phases)
+        elif len(demo_phases) in task.phase_counts:
+            phases = list(demo_phases)
+        else:
+            skipped[name] = f"takes {task.phase_counts} phases, the demo cases have {demo_phases}"
+            continue
+        start = time.perf_counter()
+        try:
+            train_model(name, cohort, tmp / name, phases=phases, epochs=1, device="cpu", log=quiet)
+        except (HCCInputError, KeyError, ValueError) as err:
+            skipped[name] = f"could not be trained on the demo cohort: {err}"
+            continue
+        packages[name] = (tmp / name, time.perf_counter() - start)
+    return packages, skipped, filled
+
+
+# ---------------- stage timing ----------------
+class Timer:
+    """Accumulates seconds per stage; wrappers time the sampler's parts from inside it."""
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+
+    @contextlib.contextmanager
+    def stage(self, name):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def wrap(self, name, function):
+        def wrapped(*args, **kwargs):
+            with self.stage(name):
+                return function(*args, **kwargs)
+        return wrapped
+
+
+@contextlib.contextmanager
+def patched(module, name, value):
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
+
+
+def staged_case(folder, case_id, models, tasks, scene, timer):
+    """One case through every applicable task, stage by stage; returns {task: probabilities}."""
+    phases = sorted({p for t in tasks for p in models[t].card["phases"]})
+    with timer.stage("read"):
+        case = load_case(folder, case_id, phases=phases)
+    with timer.stage("grid"):
+        for phase in phases:
+            case.phase_on_grid(phase)
+    out = {}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(patched(samples_mod, "normalise_top1", timer.wrap("normalise", samples_mod.normalise_top1)))
+        stack.enter_context(patched(samples_mod, "_background_boxes",
+                                    timer.wrap("background ROIs", samples_mod._background_boxes)))
+        stack.enter_context(patched(samples_mod, "_crop_sample", timer.wrap("crop+resize", samples_mod._crop_sample)))
+        for name in tasks:
+            model = models[name]
+            parts = sum(timer.seconds[k] for k in ("normalise", "background ROIs", "crop+resize"))
+            with timer.stage("sample"):
+                samples = infer.make_samples(model.task, case, model.card["phases"], seed=model.card.get("seed", 0))
+            timer.seconds["sample other"] += timer.seconds.pop("sample") - (
+                sum(timer.seconds[k] for k in ("normalise", "background ROIs", "crop+resize")) - parts)
+            with timer.stage("network"):
+                probs = infer.run_net(model.net, samples, torch.device("cpu"))
+            with timer.stage("aggregate"):
+                classes = list(model.card["classes"])
+                prediction = Prediction(model.task.name, model.name, classes, infer.aggregate(samples, probs, classes))
+            with timer.stage("table"):
+                node = slicer_io().prediction_to_table(prediction, scene)
+            scene.RemoveNode(node)
+            out[name] = (prediction, len(samples), len(case.lesions))
+    return out
+
+
+def library_path(folder, case_id, models, tasks, scene):
+    """The same work through the library's own calls: load_case, predict_case, prediction_to_table."""
+    phases = sorted({p for t in tasks for p in models[t].card["phases"]})
+    case = load_case(folder, case_id, phases=phases)
+    out = {}
+    for name in tasks:
+        prediction = infer.predict_case(models[name], case, device="cpu")
+        node = slicer_io().prediction_to_table(prediction, scene)
+        scene.RemoveNode(node)
+        out[name] = prediction
+    return out
+
+
+def slicer_io():
+    from HCCAnalysisLib import slicer_io as module
+
+    return module
+
+
+# ---------------- candidate speed-ups (monkeypatched variants) ----------------
+_NORMALISED = {}
+
+
+def normalise_top1_once(volume, source="image"):
+    """normalise_top1 with one percentile pass (NumPy) instead of two (NumPy + MONAI's)."""
+    volume = np.asarray(volume, dtype=np.float32)
+    low, high = float(volume.min()), float(np.percentile(volume, 99))
+    if not high > low:
+        raise HCCInputError("is constant (no contrast left after trimming the top 1 %)", source,
+                            "check that the right image was loaded")
+    out = (volume - np.float32(low)) * np.float32(1.0 / (high - low))
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def fused_volumes_cached(case, phases, channels):
+    """fused_volumes, normalised volumes kept on the case so a second task reuses them."""
+    cache = case._grid_cache.setdefault("__normalised__", {})
+    key = tuple(phases)
+    if key not in cache:
+        cache[key] = _ORIGINAL_FUSED(case, phases, channels)
+    return cache[key]
+
+
+_ORIGINAL_FUSED = samples_mod.fused_volumes
+
+VARIANTS = {
+    "baseline (library as is)": [],
+    "A: normalise with one percentile pass": [(samples_mod, "normalise_top1", normalise_top1_once)],
+    "B: normalised volumes cached per case": [(samples_mod, "fused_volumes", fused_volumes_cached)],
+    "A+B": [(samples_mod, "normalise_top1", normalise_top1_once),
+            (samples_mod, "fused_volumes", fused_volumes_cached)],
+}
+
+
+def check_variants_equal(cases, models, applicable, scene):
+    """Every variant must give the baseline's probabilities (to float32 rounding)."""
+    reference = {cid: library_path(folder, cid, models, applicable[cid], scene) for cid, folder in cases}
+    worst = {}
+    for variant, patches in VARIANTS.items():
+        with contextlib.ExitStack() as stack:
+            for module, name, value in patches:
+                stack.enter_context(patched(module, name, value))
+            diff = 0.0
+            for cid, folder in cases:
+                got = library_path(folder, cid, models, applicable[cid], scene)
+                for task, prediction in got.items():
+                    ref = reference[cid][task]
+                    for a, b in zip(prediction.rows, ref.rows):
+                        diff = max(diff, max(abs(a.probabilities[c] - b.probabilities[c]) for c in ref.classes))
+        worst[variant] = diff
+    return worst
+
+
+def time_variants(cases, models, applicable, scene, rounds):
+    """Whole cohort of cases through the library path per variant, interleaved, rounds rotated."""
+    names = list(VARIANTS)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            with contextlib.ExitStack() as stack:
+                for module, attr, value in VARIANTS[name]:
+                    stack.enter_context(patched(module, attr, value))
+                start = time.perf_counter()
+                for cid, folder in cases:
+                    library_path(folder, cid, models, applicable[cid], scene)
+                times[name].append(time.perf_counter() - start)
+    base = times[names[0]]
+    return {name: {"median": statistics.median(t),
+                   "ratio": statistics.median([b / v for b, v in zip(base, t)])} for name, t in times.items()}
+
+
+def profile_cases(cases, models, applicable, scene, top=15):
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for cid, folder in cases:
+        library_path(folder, cid, models, applicable[cid], scene)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt
+    rows = []
+    for (filename, line, function), (cc, nc, tt, ct, callers) in stats.stats.items():
+        rows.append((tt, ct, nc, short_name(filename, line, function)))
+    by_self = sorted(rows, reverse=True)[:top]
+    by_cum = sorted([r for r in rows if "library_path" not in r[3]], key=lambda r: -r[1])
+    return total, by_self, by_cum
+
+
+def short_name(filename, line, function):
+    path = filename.replace(str(ROOT) + os.sep, "")
+    for marker in ("site-packages" + os.sep, "lib" + os.sep + "python"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{path}:{line}({function})" if line else f"{function}"
+
+
+# ---------------- main ----------------
+def measure(rounds, variant_rounds):
+    torch.set_num_threads(THREADS)
+    start = time.perf_counter()
+    import slicer  # noqa: F401  (slicer-core)
+
+    slicer_seconds = time.perf_counter() - start
+    scene = slicer.vtkMRMLScene()
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_case_"))
+    try:
+        start = time.perf_counter()
+        packages, skipped, filled = train_packages(tmp)
+        train_seconds = time.perf_counter() - start
+        models, load_seconds = {}, {}
+        for name, (folder, _) in packages.items():
+            start = time.perf_counter()
+            models[name] = load_model(folder, "cpu")
+            load_seconds[name] = time.perf_counter() - start
+        from HCCAnalysisLib.panel_model import applicable_tasks
+
+        cases = case_folders()
+        applicable = {}
+        for cid, folder in cases:
+            phases = load_case(folder, cid).phases
+            applicable[cid] = applicable_tasks(phases, {t: m.card["phases"] for t, m in models.items()})
+        # warm-up, and the staged path must give the library path's probabilities
+        info = {}
+        for cid, folder in cases:
+            staged = staged_case(folder, cid, models, applicable[cid], scene, Timer())
+            lib = library_path(folder, cid, models, applicable[cid], scene)
+            for task, (prediction, n_samples, n_lesions) in staged.items():
+                for a, b in zip(prediction.rows, lib[task].rows):
+                    assert a.probabilities == b.probabilities, (cid, task)
+            image = load_case(folder, cid).segmentation
+            info[cid] = {"size": "x".join(map(str, image.GetSize())), "lesions": next(iter(staged.values()))[2],
+                         "samples": {t: v[1] for t, v in staged.items()}}
+        stage_times = {cid: defaultdict(list) for cid, _ in cases}
+        whole_times = {cid: [] for cid, _ in cases}
+        for r in range(rounds):
+            for cid, folder in (cases if r % 2 == 0 else cases[::-1]):
+                timer = Timer()
+                staged_case(folder, cid, models, applicable[cid], scene, timer)
+                for stage in STAGES:
+                    stage_times[cid][stage].append(timer.seconds.get(stage, 0.0))
+                start = time.perf_counter()
+                library_path(folder, cid, models, applicable[cid], scene)
+                whole_times[cid].append(time.perf_counter() - start)
+            print(f"round {r + 1}/{rounds} done", flush=True)
+        medians = {cid: {s: statistics.median(v) for s, v in st.items()} for cid, st in stage_times.items()}
+        whole = {cid: statistics.median(v) for cid, v in whole_times.items()}
+        worst_diff = check_variants_equal(cases, models, applicable, scene)
+        variants = time_variants(cases, models, applicable, scene, variant_rounds)
+        profile = profile_cases(cases, models, applicable, scene)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"cases": cases, "applicable": applicable, "info": info, "stages": medians, "whole": whole,
+            "rounds": rounds, "variant_rounds": variant_rounds, "variants": variants, "variant_diff": worst_diff,
+            "profile": profile, "skipped": skipped, "filled": filled, "packages": packages,
+            "train_seconds": train_seconds, "load_seconds": load_seconds, "slicer_seconds": slicer_seconds,
+            "import_seconds": IMPORT_SECONDS}
+
+
+def versions_line():
+    import monai
+    import SimpleITK as sitk
+    import vtk
+
+    return (f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on a shared, loaded machine "
+            f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; other engineers' tests were running): "
+            f"absolute times are indicative only (an idle machine is faster), ratios between variants are "
+            f"measured side by side. {torch.get_num_threads()} torch threads, OMP_WAIT_POLICY="
+            f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}; Python {platform.python_version()}, torch "
+            f"{torch.__version__}, MONAI {monai.__version__}, NumPy {np.__version__}, SimpleITK "
+            f"{sitk.Version_VersionString()}, VTK {vtk.vtkVersion.GetVTKVersion()} (slicer-core); "
+            f"{platform.machine()}.")
+
+
+def ms(seconds):
+    return f"{seconds * 1000:.0f}"
+
+
+def markdown(res):
+    lines = ["## Whole-case analysis: phases + mask -> every applicable task -> MRML table", "", versions_line(), ""]
+    tasks = sorted({t for ts in res["applicable"].values() for t in ts})
+    lines.append(f"Tasks in `TASKS` at run time: {', '.join(TASKS)}. Applicable to the demo cases (one phase, "
+                 f"`image`; chosen by `panel_model.applicable_tasks`): **{', '.join(tasks) or 'none'}**. "
+                 f"Model packages trained once at start with `workflows.train_model(..., epochs=1)` "
+                 f"({res['train_seconds']:.0f} s for all).")
+    if res["filled"]:
+        lines.append(f"Placeholder labels (timing only) were filled into the missing cases.csv column(s) "
+                     f"{', '.join(res['filled'])}.")
+    for name, why in res["skipped"].items():
+        lines.append(f"Skipped task {name}: {why}.")
+    lines += ["", f"Median of {res['rounds']} rounds per case (cases interleaved, order alternating); milliseconds. "
+              "`whole` is the library path end to end (`load_case` + `predict_case` per task + "
+              "`prediction_to_table`), timed separately from the staged run; `sum` is the staged run's total.", ""]
+    header = "| case | grid (x,y,z) | lesions | samples per task | " + " | ".join(STAGES) + \
+        " | sum | whole | target | verdict |"
+    lines += [header, "|" + "---|" * 4 + "---:|" * (len(STAGES) + 3) + "---|"]
+    for cid, _ in res["cases"]:
+        st, info = res["stages"][cid], res["info"][cid]
+        total, whole = sum(st.values()), res["whole"][cid]
+        verdict = "meets" if whole <= TARGET_SECONDS else "MISSES"
+        samples = ", ".join(str(v) for v in info["samples"].values())
+        lines.append(f"| {cid} | {info['size']} | {info['lesions']} | {samples} | "
+                     + " | ".join(ms(st[s]) for s in STAGES)
+                     + f" | {ms(total)} | **{ms(whole)}** | <= {TARGET_SECONDS * 1000:.0f} | {verdict} |")
+    slowest = max(res["whole"].values())
+    lines += ["", f"Slowest case: {slowest:.2f} s against the {TARGET_SECONDS:.0f} s target "
+              f"({'met' if slowest <= TARGET_SECONDS else 'MISSED'}).", "",
+              "One-off costs, not per case: "
+              f"library import {res['import_seconds']:.1f} s, `import slicer` {res['slicer_seconds']:.1f} s, "
+              "model load (`models.load_model`, SHA-256 checked) "
+              + ", ".join(f"{t} {s * 1000:.0f} ms" for t, s in res["load_seconds"].items()) + ".", ""]
+    lines += ["### Candidate speed-ups (monkeypatched here, not applied to the library)", "",
+              f"All {len(res['cases'])} cases through the library path per variant; {res['variant_rounds']} rounds, "
+              "variant order rotated each round; speed-up = median over rounds of baseline time / variant time.", "",
+              "| variant | median time, all cases (ms) | speed-up vs baseline | max abs. probability difference |",
+              "|---|---:|---:|---:|"]
+    for name, v in res["variants"].items():
+        lines.append(f"| {name} | {ms(v['median'])} | {v['ratio']:.3f}x | {res['variant_diff'][name]:.1e} |")
+    total, by_self, by_cum = res["profile"]
+    lines += ["", "### Profile (cProfile, all cases once through the library path, after warm-up)", "",
+              f"Total {total:.2f} s (with cProfile's own overhead).", "",
+              "Top functions by own time:", "", "| own s | cumulative s | calls | function |", "|---:|---:|---:|---|"]
+    for tt, ct, nc, name in by_self:
+        lines.append(f"| {tt:.3f} | {ct:.3f} | {nc} | `{name}` |")
+    lines += ["", "Top library functions by cumulative time:", "", "| cumulative s | own s | calls | function |",
+              "|---:|---:|---:|---|"]
+    library = [r for r in by_cum if r[3].startswith(("HCCAnalysisLib", "benchmarks"))][:15]
+    for tt, ct, nc, name in library:
+        lines.append(f"| {ct:.3f} | {tt:.3f} | {nc} | `{name}` |")
+    return "\n".join(lines) + "\n"
+
+
+THREADS = 2
+
+
+def main(argv=None):
+    global THREADS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (smoke test)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    THREADS = args.threads
+    started = time.perf_counter()
+    res = measure(*((2, 2) if args.quick else (5, 6)))
+    text = markdown(res) + f"\n_Benchmark wall time {time.perf_counter() - started + IMPORT_SECONDS:.0f} s._\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return res
+
+
+if __name__ == "__main__":
+    main()
