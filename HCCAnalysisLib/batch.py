@@ -260,7 +260,7 @@ def file_case_processor(model, device="auto"):
     from .infer import predict_case
 
     def process(record):
-        return predict_case(model, record.load(phases=model.card["phases"]), device=device)
+        return predict_case(model, record.load(model.card["phases"], model.task), device=device)
 
     return process
 

@@ -5,7 +5,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .case import LabelValues, load_case
+from .case_loading import load_for_task
 from .errors import HCCInputError
 
 REQUIRED_COLUMNS = ("case_id", "patient_id")
@@ -18,9 +18,9 @@ class CaseRecord:
     folder: Path
     fields: dict = field(default_factory=dict)
 
-    def load(self, phases=None, label_values=LabelValues()):
-        return load_case(self.folder, self.case_id, self.patient_id, phases=phases, fields=self.fields,
-                         label_values=label_values)
+    def load(self, phases=None, task=None):
+        """The case as `task` reads it (radiology volumes by default)."""
+        return load_for_task(self.folder, task, phases, self.case_id, self.patient_id, self.fields)
 
 
 @dataclass
@@ -46,13 +46,19 @@ def load_cohort(folder):
     table = folder / "cases.csv"
     if not table.is_file():
         raise HCCInputError("has no cases.csv", folder, "a cohort is a folder with cases.csv and one folder per case")
-    with open(table, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        absent = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if absent:
-            raise HCCInputError(f"lacks the column(s) {absent}", table, f"columns found: {columns}")
-        rows = list(reader)
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError:
+        raise HCCInputError("is not UTF-8 text", table, "save it as UTF-8 CSV") from None
+    absent = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if absent:
+        raise HCCInputError(f"lacks the column(s) {absent}", table, f"columns found: {columns}")
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise HCCInputError(f"column '{twice[0]}' appears twice", table, "each column name must be unique")
     if not rows:
         raise HCCInputError("lists no case", table)
     records, seen = [], set()
@@ -60,6 +66,9 @@ def load_cohort(folder):
         case_id, patient_id = (row.get("case_id") or "").strip(), (row.get("patient_id") or "").strip()
         if not case_id or not patient_id:
             raise HCCInputError(f"line {line} has an empty case_id or patient_id", table)
+        if case_id in (".", "..") or any(ch in case_id for ch in "/\\") or case_id != Path(case_id).name:
+            raise HCCInputError(f"case_id '{case_id}' (line {line}) is not a plain folder name", table,
+                                "case folders must sit directly in the cohort folder")
         if case_id in seen:
             raise HCCInputError(f"case_id '{case_id}' appears more than once (line {line})", table)
         seen.add(case_id)

@@ -50,7 +50,7 @@ def run_demo(out_dir="out/demo", epochs=None, log=print):
     log(f"[1/3] {TASK}: leave-one-patient-out cross-validation on {n_patients} patients ({COHORT.name})")
     metrics = evaluate_task(TASK, COHORT, out_dir / "evaluation", folds=n_patients, phases=PHASES,
                             pretrained="jia2019-cifar", epochs=epochs, log=log)
-    log(f"[2/3] training the final model on the whole demo cohort")
+    log("[2/3] training the final model on the whole demo cohort")
     train_model(TASK, COHORT, out_dir / "model", PHASES, "jia2019-cifar", epochs, overwrite=True, log=log)
     log(f"[3/3] held-out case {HELD_OUT.name} through MRML nodes")
     prediction, _, scene_file = run_held_out_through_mrml(out_dir / "model", HELD_OUT, out_dir)

@@ -38,7 +38,7 @@ def load_samples(task, cohort, phases, seed, log=print):
     """Every case of the cohort loaded once and sampled once: case_id -> samples."""
     out = {}
     for record in cohort.records:
-        case = record.load(phases=phases)
+        case = record.load(phases, task)
         out[record.case_id] = make_samples(task, case, phases, seed=seed, training=True, fields=record.fields)
     log(f"{len(cohort.records)} cases, {sum(map(len, out.values()))} samples")
     return out

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from .errors import HCCInputError
 
-IMAGE_SUFFIXES = (".nii.gz", ".seg.nrrd", ".nrrd", ".nii", ".mha", ".mhd")
+IMAGE_SUFFIXES = (".nii.gz", ".seg.nrrd", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 # A volume larger than this (in float32 bytes) is refused before it is read; override with
 # HCCANALYSIS_MAX_VOLUME_GB for big-memory machines.
 DEFAULT_MAX_VOLUME_GB = 4.0
@@ -50,6 +50,21 @@ def _check_header(size, components, source):
             f"is {'x'.join(map(str, size))} voxels ({n_bytes / 1024**3:.1f} GiB as float32), more than the "
             f"{_max_bytes() / 1024**3:.1f} GiB limit", source,
             "crop it to the liver first, or raise HCCANALYSIS_MAX_VOLUME_GB")
+
+
+def _nrrd_header_sizes(path):
+    """The `sizes:` field of a NRRD header, read as text (ITK opens a detached data file first)."""
+    with open(path, "rb") as handle:
+        for raw in handle.read(65536).split(b"\n"):
+            line = raw.decode("latin-1").strip()
+            if not line:
+                break
+            if line.lower().startswith("sizes:"):
+                try:
+                    return tuple(int(v) for v in line.split(":", 1)[1].split())
+                except ValueError:
+                    return None
+    return None
 
 
 def _check_finite(image, source):
@@ -115,6 +130,12 @@ def read_image(path):
     else:
         if not image_suffix(path):
             raise HCCInputError("is not a NRRD, NIfTI, MHA or DICOM-folder image", path)
+        if image_suffix(path) in (".nrrd", ".nhdr"):
+            sizes = _nrrd_header_sizes(path)
+            if sizes:  # refuse a huge volume from its header, before ITK touches the data
+                n_bytes = 4.0 * np.prod(sizes, dtype=np.float64)
+                if n_bytes > _max_bytes():
+                    _check_header(sizes[:3] if len(sizes) > 3 else sizes, 1, path)
         info = sitk.ImageFileReader()
         info.SetFileName(str(path))
         try:

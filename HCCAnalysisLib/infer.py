@@ -6,7 +6,7 @@ import torch
 
 from .errors import HCCInputError
 from .prediction import Prediction, PredictionRow
-from .samples import SAMPLERS
+from .samples import get_sampler
 from .train import stack_inputs
 
 
@@ -22,7 +22,7 @@ def make_samples(task, case, phases, seed=0, training=False, fields=None):
         target_of = task.target_function(fields, case.source)
     else:
         target_of = lambda kind: -1  # noqa: E731 - unknown at prediction time
-    sampler = SAMPLERS[task.sampler]
+    sampler = get_sampler(task.sampler)
     samples = sampler(case, task, phases, target_of, case_rng(case.case_id, seed), training)
     if not samples:
         raise HCCInputError(f"gave no sample for task {task.name}", case.source)

@@ -108,22 +108,38 @@ def load_model(directory, device="cpu", expected_task=None):
     from .nets import build_net
     from .tasks import get_task
 
+    from .train import resolve_device
+
     directory = Path(directory)
+    device = resolve_device(device)
     card = read_card(directory)
+    card_path = directory / CARD_NAME
     if expected_task and card["task"] != expected_task:
         raise HCCInputError(f"is a model for task '{card['task']}', not '{expected_task}'", directory)
-    task = get_task(card["task"])
+    try:
+        task = get_task(card["task"])
+    except HCCInputError as err:
+        raise HCCInputError(err.problem, card_path, err.hint) from None
+    task.check_phases(card["phases"], card_path)
     if tuple(card["classes"]) != tuple(task.classes):
         raise HCCInputError(f"classes {card['classes']} differ from task {task.name}'s {list(task.classes)}",
                             directory / CARD_NAME)
     weights = directory / card["weights"]
+    if Path(card["weights"]).name != card["weights"]:
+        raise HCCInputError(f"weights '{card['weights']}' is not a file name inside the package", card_path)
     if not weights.is_file():
         raise HCCInputError("weights file is missing", weights)
     actual = sha256_of(weights)
     if actual != card["weights_sha256"]:
         raise HCCInputError(f"SHA-256 {actual[:12]}... does not match the card's {card['weights_sha256'][:12]}...",
                             weights, "the file was altered or swapped: re-download or re-import the model")
-    net = build_net(card["net"], num_classes=len(card["classes"]), **card["net_kwargs"])
+    try:
+        net = build_net(card["net"], num_classes=len(card["classes"]), **card["net_kwargs"])
+    except HCCInputError as err:
+        raise HCCInputError(err.problem, card_path, err.hint) from None
+    except TypeError as err:
+        raise HCCInputError(f"net_kwargs {sorted(card['net_kwargs'])} do not fit network '{card['net']}': {err}",
+                            card_path) from None
     try:
         state = load_file(str(weights))
     except Exception as err:  # safetensors raises its own error type for corrupt headers
@@ -133,5 +149,5 @@ def load_model(directory, device="cpu", expected_task=None):
     except RuntimeError as err:
         first = str(err).splitlines()[0:3]
         raise HCCInputError(f"weights do not fit network '{card['net']}': {' '.join(first)[:300]}", weights) from None
-    net.to(torch.device(device)).eval()
+    net.to(device).eval()
     return LoadedModel(net, card, task, directory)

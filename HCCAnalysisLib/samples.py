@@ -113,6 +113,21 @@ def augment_samples(samples):
     return out
 
 
+# sampler name -> (module in this package, function); imported when first used
 SAMPLERS = {
-    "jia2019": jia2019_sampler,
+    "jia2019": ("samples", "jia2019_sampler"),
+    "zhen2020": ("samplers_fusion", "zhen2020_sampler"),
+    "wang2020": ("samplers_fusion", "wang2020_sampler"),
+    "liang2018": ("samplers_liang", "liang2018_sampler"),
+    "meng2019": ("samplers_meng", "meng2019_sampler"),
 }
+
+
+def get_sampler(name):
+    import importlib
+
+    try:
+        module_name, function_name = SAMPLERS[name]
+    except KeyError:
+        raise HCCInputError(f"unknown sampler '{name}'", hint=f"known: {', '.join(sorted(SAMPLERS))}") from None
+    return getattr(importlib.import_module(f"{__package__}.{module_name}"), function_name)

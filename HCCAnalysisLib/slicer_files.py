@@ -6,57 +6,68 @@ which needs the application). `slicer` is imported inside the functions.
 
 from pathlib import Path
 
-from .case import find_case_files
+from .case import LabelValues, find_case_files, lesions_from_labelmap
 from .errors import HCCInputError
+from .imageio import read_label_image
 
 
-def load_volume_node(scene, path, name, labelmap=False):
-    """Read an image file into a new scalar (or label map) volume node."""
-    import slicer
-
-    node = slicer.vtkMRMLLabelMapVolumeNode() if labelmap else slicer.vtkMRMLScalarVolumeNode()
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+def load_volume_node(scene, path, name):
+    """Read an image file into a new scalar volume node through MRML's storage node."""
+    if Path(path).is_dir():
+        raise HCCInputError("is a DICOM folder: load it in Slicer's DICOM module, or use `hcc batch`", path)
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
     storage.SetFileName(str(path))
-    if not storage.ReadData(node):
-        raise HCCInputError("could not be read through MRML", path)
-    node.SetName(name)
-    scene.AddNode(storage)
     node.SetAndObserveStorageNodeID(storage.GetID())
-    scene.AddNode(node)
+    if not storage.ReadData(node):
+        raise HCCInputError("could not be read as a volume by Slicer", path)
     return node
 
 
-def load_case_into_scene(scene, case_dir, phases, lesion_label=2, liver_label=1):
-    """Phase volume nodes + a segmentation node (segments 'liver' and 'lesion N') from a case folder."""
+def load_segmentation_node(scene, path):
+    """A segmentation node from a .seg.nrrd, or from a label map with one segment per lesion.
+
+    Label maps are split exactly as `case.load_case` splits them (connected lesion components,
+    largest first, on the label map's own grid), so both routes give the same lesions.
+    """
     import slicer
 
-    available, seg_path = find_case_files(case_dir)
-    missing = [p for p in phases if p not in available or Path(available[p]).is_dir()]
-    if missing:
-        raise HCCInputError(f"has no phase file {missing} (DICOM folders: import them with the DICOM module)",
-                            case_dir)
-    volumes = {p: load_volume_node(scene, available[p], p) for p in phases}
-    labelmap = load_volume_node(scene, seg_path, "labels", labelmap=True)
-    segmentation = slicer.vtkMRMLSegmentationNode()
-    segmentation.SetName(f"{Path(case_dir).name} segmentation")
-    scene.AddNode(segmentation)
-    segmentation.CreateDefaultDisplayNodes()
-    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumes[phases[0]])
+    from .slicer_io import sitk_to_volume_node
+
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "segmentation")
+    if str(path).lower().endswith(".seg.nrrd"):
+        storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        storage.SetFileName(str(path))
+        node.SetAndObserveStorageNodeID(storage.GetID())
+        if not storage.ReadData(node):
+            raise HCCInputError("could not be read as a Slicer segmentation", path)
+        return node
+    label = read_label_image(path)
+    lesions, liver = lesions_from_labelmap(label, LabelValues(), path)
+    items = [(x.lesion_id, x.name, x.mask) for x in lesions]
+    if liver is not None:
+        items.insert(0, ("liver", "liver", liver))
     logic = slicer.vtkSlicerSegmentationsModuleLogic
-    if not logic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
-        raise HCCInputError("label map could not be imported into a segmentation", seg_path)
-    scene.RemoveNode(labelmap)
-    seg = segmentation.GetSegmentation()
-    lesion_number = 0
-    for index in range(seg.GetNumberOfSegments()):
-        segment = seg.GetNthSegment(index)
-        value = segment.GetLabelValue()
-        if value == liver_label:
-            segment.SetName("liver")
-        elif value == lesion_label:
-            lesion_number += 1
-            segment.SetName(f"lesion {lesion_number}")
-    return volumes, segmentation
+    for segment_id, name, mask in items:
+        labelmap = sitk_to_volume_node(mask, scene, name="__hcc_mask__", labelmap=True)
+        segment = logic.CreateSegmentFromLabelmapVolumeNode(labelmap, node)
+        scene.RemoveNode(labelmap)
+        segment.SetName(name)
+        node.GetSegmentation().AddSegment(segment, segment_id)
+    reference = sitk_to_volume_node(label, scene, name="__hcc_grid__", labelmap=True)
+    node.SetReferenceImageGeometryParameterFromVolumeNode(reference)  # the label grid, as in load_case
+    scene.RemoveNode(reference)
+    return node
+
+
+def load_case_into_scene(scene, case_dir, phases):
+    """Volume nodes (phase -> node) and a segmentation node for one case folder."""
+    available, segmentation_path = find_case_files(case_dir)
+    missing = [p for p in phases if p not in available]
+    if missing:
+        raise HCCInputError(f"has no phase {missing}", case_dir, f"phases present: {', '.join(available)}")
+    volumes = {phase: load_volume_node(scene, available[phase], phase) for phase in phases}
+    return volumes, load_segmentation_node(scene, segmentation_path)
 
 
 def save_scene(scene, folder, scene_name="scene.mrml"):

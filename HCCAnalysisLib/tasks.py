@@ -27,6 +27,7 @@ class Task:
     augment: bool = False
     training: dict = field(default_factory=dict)
     pretrained: str = None  # name of a pretraining source that fine-tuning starts from
+    loader: str = "volumes"  # how a case folder is read (case_loading.LOADERS)
 
     def one_line(self):
         return f"{self.description} [{self.paper}]"
@@ -90,6 +91,30 @@ TASKS = {
         pretrained="jia2019-cifar",
     ),
 }
+
+
+def _register(more):
+    for name, task in more.items():
+        if name in TASKS:
+            raise ValueError(f"task {name} is defined twice")
+        TASKS[name] = task
+
+
+def _load_task_families():
+    """Task families defined in their own files (tasks_<family>.py, a TASKS dict each)."""
+    import importlib
+
+    for family in ("tasks_fusion", "tasks_liang_meng"):
+        try:
+            module = importlib.import_module(f"{__package__}.{family}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{family}":
+                raise
+            continue
+        _register(module.TASKS)
+
+
+_load_task_families()
 
 
 def get_task(name):

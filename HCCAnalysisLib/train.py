@@ -13,6 +13,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
+from .errors import HCCInputError
 from .losses import build_loss
 from .nets import build_net
 
@@ -21,10 +22,16 @@ def resolve_device(name="auto"):
     """'auto' takes CUDA when present; 'cpu' / 'cuda' / 'cuda:1' force a device."""
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    if isinstance(name, torch.device):
+        device = name
+    else:
+        try:
+            device = torch.device(name)
+        except (RuntimeError, TypeError):
+            raise HCCInputError(f"unknown device '{name}'", hint="use auto, cpu, cuda or cuda:N") from None
+        if device.type not in ("cpu", "cuda"):
+            raise HCCInputError(f"unknown device '{name}'", hint="use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        from .errors import HCCInputError
-
         raise HCCInputError("CUDA was requested but no CUDA device is available", hint="use --device cpu")
     return device
 
@@ -66,7 +73,9 @@ def fit(task, samples, device, seed=0, epochs=None, batch_size=None, lr=None, pr
         progress=None, log=print, optimiser=None):
     """Train the task's net on `samples`; returns (net on CPU in eval mode, history)."""
     settings = task.training
-    epochs = epochs or settings.get("epochs", 30)
+    epochs = settings.get("epochs", 30) if epochs is None else epochs
+    if epochs < 1:
+        raise HCCInputError(f"epochs must be at least 1, got {epochs}")
     batch_size = batch_size or settings.get("batch_size", 32)
     lr = lr or settings.get("lr", 1e-3)
     if pretrained_state is not None:  # Jia 2019 5.4: fine-tune at half the learning rate

@@ -23,6 +23,11 @@ def parse_phases(task, phases):
     return task.check_phases(phases or task.phases)
 
 
+def check_epochs(epochs):
+    if epochs is not None and epochs < 1:
+        raise HCCInputError(f"--epochs {epochs}: must be at least 1 (or left out for the task default)")
+
+
 def _refuse_existing_model(out_dir, overwrite):
     if (Path(out_dir) / CARD_NAME).exists() and not overwrite:
         raise HCCInputError("already holds a model package", out_dir, "choose another folder or pass --overwrite")
@@ -40,6 +45,7 @@ def train_model(task_name, cohort_dir, out_dir, phases=None, pretrained=None, ep
     """Train on the whole cohort and write a model package; returns its card."""
     task = get_task(task_name)
     phases = parse_phases(task, phases)
+    check_epochs(epochs)
     _refuse_existing_model(out_dir, overwrite)
     cohort = load_cohort(cohort_dir)
     device = resolve_device(device)
@@ -76,7 +82,11 @@ def evaluate_task(task_name, cohort_dir, out_dir, folds=5, repeats=1, phases=Non
                   seed=0, device="auto", log=print):
     task = get_task(task_name)
     phases = parse_phases(task, phases)
+    check_epochs(epochs)
     cohort = load_cohort(cohort_dir)
+    n_patients = len(cohort.patients())
+    if folds < 2 or folds > n_patients:  # before any case is loaded
+        raise HCCInputError(f"{folds} folds asked for {n_patients} patients", hint="use 2 <= folds <= patients")
     source = resolve_pretrained(pretrained)
     metrics = cross_validate(task, cohort, phases, out_dir, folds, repeats, seed, resolve_device(device),
                              None if source is None else source[1], epochs, log)
@@ -87,11 +97,13 @@ def evaluate_task(task_name, cohort_dir, out_dir, folds=5, repeats=1, phases=Non
 
 def predict_folder(model_dir, case_dir, out_path, device="auto", case_id=None, patient_id=None):
     """Run a model package on one case folder and write the per-lesion TSV."""
-    from .case import load_case
+    from .case_loading import load_for_task
 
+    if Path(out_path).is_dir():
+        raise HCCInputError("is a folder; --out names the results TSV file to write", out_path)
     device = resolve_device(device)
     model = load_model(model_dir, device)
-    case = load_case(case_dir, case_id, patient_id, phases=model.card["phases"])
+    case = load_for_task(case_dir, model.task, model.card["phases"], case_id, patient_id)
     prediction = predict_case(model, case, device=device)
     prediction.write_tsv(out_path)
     return prediction

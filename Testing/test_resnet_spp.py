@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import json
 import pathlib
+import pickle
 
 import numpy as np
 import pytest
@@ -186,11 +187,19 @@ def test_transfer_of_1_channel_mnist_weights_skips_the_first_conv():
     assert "classifier.weight" in report.skipped  # 10 classes there, 2 here
 
 
+class NotATensor:
+    """A class the weights-only loader must refuse to rebuild from a pickle."""
+
+
 def test_non_state_dict_files_are_refused(tmp_path):
     module_file = tmp_path / "whole_model.pkl"
     torch.save(torch.nn.Linear(2, 2), module_file)  # a pickled module object, not a state dict
     with pytest.raises(HCCInputError, match="whole_model.pkl.*not a plain PyTorch state dict"):
         load_jia2019_file(module_file)
+    plain_pickle = tmp_path / "object.pkl"
+    plain_pickle.write_bytes(pickle.dumps({"embedding_net.conv1.weight": NotATensor()}, protocol=2))
+    with pytest.raises(HCCInputError, match="object.pkl.*not a plain PyTorch state dict"):
+        load_jia2019_file(plain_pickle)
     wrong_keys = tmp_path / "other.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong_keys)
     with pytest.raises(HCCInputError, match="other.pt.*missing"):

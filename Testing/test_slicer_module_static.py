@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULE = ROOT / "HCCAnalysis"
 MODULE_PY = MODULE / "HCCAnalysis.py"
 UI = MODULE / "Resources" / "UI" / "HCCAnalysis.ui"
-REGENERATE = ("update HCCAnalysisLib/CMakeLists.txt MODULE_PYTHON_SCRIPTS from "
-              "`cd HCCAnalysisLib && find . -name '*.py' -not -path '*/__pycache__/*' | sort`")
+REGENERATE = ("run `.venv/bin/python tools/update_cmake_lists.py` (it lists "
+              "every .py file under HCCAnalysisLib in MODULE_PYTHON_SCRIPTS)")
 
 # Widget classes that exist in Slicer (qMRML*), CTK (ctk*) or Qt (Q*), with the Qt base each extends.
 KNOWN_WIDGET_CLASSES = {

@@ -8,9 +8,10 @@ and the logits are asserted equal before anything is timed.
 
     .venv/bin/python benchmarks/bench_resnet_spp.py [--quick] [--out benchmarks/results_resnet_spp.md]
 
-Timing: 2 intra-op threads, batches of 1/16/64 images of 3x32x32; each configuration
-is timed in interleaved rounds (reference, ours, reference, ...) so that load from other
-processes hits both alike; the table reports the fastest call of each.
+Timing: 2 intra-op threads, batches of 1/16/64 images of 3x32x32. Each configuration
+runs in paired rounds (reference and ours back to back, alternating which goes first),
+each timing the fastest of repeated calls; the speed-up is the median of the per-round
+ratios (with their range), so that load from other processes hits both alike.
 """
 
 import argparse
@@ -19,6 +20,7 @@ import math
 import os
 import pathlib
 import platform
+import statistics
 import sys
 import time
 
@@ -145,20 +147,38 @@ def time_call(function, x, mode, min_seconds):
     return best
 
 
+def paired_rounds(functions, x, mode, rounds, min_seconds):
+    """Time each function in every round, back to back, alternating who goes first.
+
+    Returns {name: [fastest call (s) per round]}. Ratios taken within one round compare
+    calls that ran under the same outside load.
+    """
+    times = {name: [] for name in functions}
+    names = list(functions)
+    for index in range(rounds):
+        for name in (names if index % 2 == 0 else names[::-1]):
+            times[name].append(time_call(functions[name], x, mode, min_seconds))
+    return times
+
+
+def ratio_summary(ref_times, our_times):
+    """Median and range of the per-round speed-ups."""
+    ratios = sorted(r / o for r, o in zip(ref_times, our_times))
+    return statistics.median(ratios), ratios[0], ratios[-1]
+
+
 def bench(ours, ref, batch, mode, layout, rounds, min_seconds):
-    """Reference against ours on one batch, in interleaved rounds."""
+    """Reference against ours on one batch."""
     torch.manual_seed(batch)
     x = torch.randn(batch, 3, 32, 32)
     if layout == "channels_last":  # both nets get the channels_last input
         x = x.contiguous(memory_format=torch.channels_last)
     with context(mode):
         torch.testing.assert_close(ours(image=x), ref(x), atol=1e-4, rtol=1e-4)  # identical logits
-    ref_time = our_time = math.inf
-    for _ in range(rounds):
-        ref_time = min(ref_time, time_call(lambda t: ref(t), x, mode, min_seconds))
-        our_time = min(our_time, time_call(lambda t: ours(image=t), x, mode, min_seconds))
-    return {"batch": batch, "mode": mode, "layout": layout, "ref_ips": batch / ref_time,
-            "ours_ips": batch / our_time, "ratio": ref_time / our_time}
+    times = paired_rounds({"ref": ref, "ours": lambda t: ours(image=t)}, x, mode, rounds, min_seconds)
+    median, low, high = ratio_summary(times["ref"], times["ours"])
+    return {"batch": batch, "mode": mode, "layout": layout, "ref_ips": batch / min(times["ref"]),
+            "ours_ips": batch / min(times["ours"]), "ratio": median, "low": low, "high": high}
 
 
 def stage_functions(ours, ref):
@@ -192,7 +212,7 @@ def stage_functions(ours, ref):
 
 
 def bench_stages(ours, ref, batch, rounds, min_seconds):
-    """Milliseconds per batch for each step of stage_functions (no_grad, contiguous input)."""
+    """Per step of stage_functions: fastest ms per batch and median per-round speed-up."""
     torch.manual_seed(batch)
     x = torch.randn(batch, 3, 32, 32)
     functions = stage_functions(ours, ref)
@@ -200,29 +220,27 @@ def bench_stages(ours, ref, batch, rounds, min_seconds):
         expected = ref(x)
         for name, function in functions.items():
             torch.testing.assert_close(function(x), expected, atol=1e-4, rtol=1e-4, msg=name)
-    best = {name: math.inf for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            best[name] = min(best[name], time_call(function, x, "no_grad", min_seconds))
-    return {"batch": batch, "ms": {name: 1e3 * seconds for name, seconds in best.items()}}
+    times = paired_rounds(functions, x, "no_grad", rounds, min_seconds)
+    return {"batch": batch, "ms": {name: 1e3 * min(t) for name, t in times.items()},
+            "ratio": {name: ratio_summary(times["reference"], t)[0] for name, t in times.items()}}
 
 
 def markdown(rows, stage_rows, weights, threads):
     lines = [f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; "
              f"{threads} threads; {platform.machine()}, {os.cpu_count()} cores; load average at the end "
              f"{os.getloadavg()[0]:.2f}; weights {weights}.", "",
-             "| batch | grad mode | input layout | reference (img/s) | ours (img/s) | ours / reference |",
+             "| batch | grad mode | input layout | reference (img/s) | ours (img/s) | speed-up: median (range) |",
              "|---:|---|---|---:|---:|---:|"]
     for row in rows:
         lines.append(f"| {row['batch']} | {row['mode']} | {row['layout']} | {row['ref_ips']:.0f} | "
-                     f"{row['ours_ips']:.0f} | {row['ratio']:.2f}x |")
+                     f"{row['ours_ips']:.0f} | {row['ratio']:.2f}x ({row['low']:.2f}-{row['high']:.2f}) |")
     names = list(stage_rows[0]["ms"])
-    lines += ["", "Step by step (no_grad, contiguous input): ms per batch (speed-up over the reference).", "",
+    lines += ["", "Step by step (no_grad, contiguous input): fastest ms per batch (median speed-up over the "
+              "reference).", "",
               "| batch | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
     for row in stage_rows:
-        reference = row["ms"]["reference"]
         lines.append(f"| {row['batch']} | " + " | ".join(
-            f"{ms:.2f} ({reference / ms:.2f}x)" for ms in row["ms"].values()) + " |")
+            f"{row['ms'][name]:.2f} ({row['ratio'][name]:.2f}x)" for name in names) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -235,14 +253,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     ours, ref, weights = load_nets()
-    rounds, min_seconds = (1, 0.05) if args.quick else (5, 0.4)
+    rounds, min_seconds = (2, 0.03) if args.quick else (7, 0.2)
     rows = []
     for batch in (1, 16, 64):
         for mode, layout in (("no_grad", "contiguous"), ("inference_mode", "contiguous"),
                              ("inference_mode", "channels_last")):
             rows.append(bench(ours, ref, batch, mode, layout, rounds, min_seconds))
             print(f"batch {batch:3d} {mode:15s} {layout:13s} ratio {rows[-1]['ratio']:.2f}x", flush=True)
-    stage_rows = [bench_stages(ours, ref, batch, max(1, rounds - 2), min_seconds) for batch in (1, 16, 64)]
+    stage_rows = [bench_stages(ours, ref, batch, rounds, min_seconds) for batch in (1, 16, 64)]
     table = markdown(rows, stage_rows, weights, args.threads)
     print(table)
     if args.out:

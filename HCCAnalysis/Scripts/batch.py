@@ -33,9 +33,7 @@ _make_library_importable()
 
 from HCCAnalysisLib.batch import (BatchProgress, add_batch_arguments, batch_settings, load_batch_inputs,  # noqa: E402
                                   print_progress, run_batch, summarize)
-from HCCAnalysisLib.case import LabelValues, find_case_files, lesions_from_labelmap  # noqa: E402
 from HCCAnalysisLib.errors import HCCInputError  # noqa: E402
-from HCCAnalysisLib.imageio import read_label_image  # noqa: E402
 
 
 def standalone_scene():
@@ -62,60 +60,6 @@ def standalone_scene():
     return scene
 
 
-def _read_volume(scene, path, name):
-    if Path(path).is_dir():
-        raise HCCInputError("is a DICOM folder: load it in Slicer's DICOM module, or use `hcc batch`", path)
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(path))
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node):
-        raise HCCInputError("could not be read as a volume by Slicer", path)
-    return node
-
-
-def _read_segmentation(scene, path):
-    """A segmentation node from a .seg.nrrd, or from a label map with one segment per lesion."""
-    import slicer
-
-    from HCCAnalysisLib.slicer_io import sitk_to_volume_node
-
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "segmentation")
-    if str(path).lower().endswith(".seg.nrrd"):
-        storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
-        storage.SetFileName(str(path))
-        node.SetAndObserveStorageNodeID(storage.GetID())
-        if not storage.ReadData(node):
-            raise HCCInputError("could not be read as a Slicer segmentation", path)
-        return node
-    label = read_label_image(path)
-    lesions, liver = lesions_from_labelmap(label, LabelValues(), path)
-    items = [(x.lesion_id, x.name, x.mask) for x in lesions]
-    if liver is not None:
-        items.insert(0, ("liver", "liver", liver))
-    logic = slicer.vtkSlicerSegmentationsModuleLogic
-    for segment_id, name, mask in items:
-        labelmap = sitk_to_volume_node(mask, scene, name="__hcc_mask__", labelmap=True)
-        segment = logic.CreateSegmentFromLabelmapVolumeNode(labelmap, node)
-        scene.RemoveNode(labelmap)
-        segment.SetName(name)
-        node.GetSegmentation().AddSegment(segment, segment_id)
-    reference = sitk_to_volume_node(label, scene, name="__hcc_grid__", labelmap=True)
-    node.SetReferenceImageGeometryParameterFromVolumeNode(reference)  # the label grid, as in load_case
-    scene.RemoveNode(reference)
-    return node
-
-
-def load_case_nodes(scene, record, phases):
-    """Volume nodes (phase -> node) and a segmentation node for one cohort record."""
-    available, segmentation_path = find_case_files(record.folder)
-    missing = [p for p in phases if p not in available]
-    if missing:
-        raise HCCInputError(f"has no phase {missing}", record.folder, f"phases present: {', '.join(available)}")
-    volumes = {phase: _read_volume(scene, available[phase], phase) for phase in phases}
-    return volumes, _read_segmentation(scene, segmentation_path)
-
-
 def mrml_case_processor(model, device, scene):
     """process_case for the batch engine: files -> MRML nodes -> Case -> Prediction.
 
@@ -123,12 +67,13 @@ def mrml_case_processor(model, device, scene):
     and a scene shown in Slicer keeps only what it had.
     """
     from HCCAnalysisLib.infer import predict_case
+    from HCCAnalysisLib.slicer_files import load_case_into_scene
     from HCCAnalysisLib.slicer_io import case_from_nodes
 
     def process(record):
         before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
         try:
-            volumes, segmentation = load_case_nodes(scene, record, model.card["phases"])
+            volumes, segmentation = load_case_into_scene(scene, record.folder, model.card["phases"])
             case = case_from_nodes(volumes, segmentation, case_id=record.case_id, patient_id=record.patient_id,
                                    fields=record.fields)
             return predict_case(model, case, device=device)

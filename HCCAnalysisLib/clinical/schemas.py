@@ -51,10 +51,13 @@ class ClinicalSchema:
     def _lookup(self, record, fld):
         # Column names are matched without regard to case and surrounding spaces.
         wanted = {fld.name.lower(), *(a.lower() for a in fld.column_aliases)}
-        for key, value in record.items():
-            if str(key).strip().lower() in wanted:
-                return True, value
-        return False, None
+        found = [(str(key).strip(), value) for key, value in record.items() if str(key).strip().lower() in wanted]
+        if not found:
+            return False, None
+        distinct = {str(value).strip() for _, value in found}
+        if len(distinct) > 1:  # a field and its alias that disagree: refuse rather than guess
+            raise FieldError(f"given twice ({', '.join(k for k, _ in found)}) with different values")
+        return True, found[0][1]
 
     def encode(self, record, source=None):
         """Validate `record` (column -> raw value) and return the float32 vector.
@@ -67,7 +70,11 @@ class ClinicalSchema:
                                 f"{type(record).__name__}", source=source)
         values, problems, absent = [], [], []
         for fld in self.fields:
-            present, raw = self._lookup(record, fld)
+            try:
+                present, raw = self._lookup(record, fld)
+            except FieldError as exc:
+                problems.append(f"{fld.name}: {exc}")
+                continue
             if not present and fld.missing == "error":
                 absent.append(fld.name)
                 continue

@@ -44,7 +44,8 @@ def load_jia2019_file(path):
         raise HCCInputError("no such weights file", source=path, hint="the authors' files are *_dict*.pkl")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError, KeyError,
+            IndexError, UnicodeDecodeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise HCCInputError(
             f"not a plain PyTorch state dict (refused by the weights-only loader: {first_line})", source=path,
@@ -110,7 +111,12 @@ def from_jia2019(state_dict, pyramid="auto", source=None):
         if our_key is None:
             raise HCCInputError(f"unexpected key '{key}' in a Jia 2019 state dict", source=source)
         ours[our_key] = value
-    missing, unexpected = net.load_state_dict(ours, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(ours, strict=False)
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+        raise HCCInputError(f"state dict does not fit ResNet20: {'; '.join(lines[:3]) or str(error)[:300]}",
+                            source=source) from None
     missing = [key for key in missing if not key.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise HCCInputError(f"state dict does not fit ResNet20: missing {missing[:5]}, unexpected {unexpected[:5]}",

@@ -260,7 +260,6 @@ def edit_card(directory, edit):
 def wrong_shape_weights(directory, task_name=TASK):
     """Replace the weights by a net of other widths (embedding 16, not 32), re-hash the card:
     the hash is right, the shapes are not."""
-    import torch
     from safetensors.torch import save_file
 
     from HCCAnalysisLib.models import sha256_of
@@ -273,7 +272,6 @@ def wrong_shape_weights(directory, task_name=TASK):
     weights = Path(directory) / "model.safetensors"
     save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(weights))
     edit_card(directory, lambda card: card.update(weights_sha256=sha256_of(weights)))
-    del torch
     return weights
 
 
