@@ -51,7 +51,10 @@ def _evaluate(args):
 def _predict(args):
     from .workflows import predict_folder
 
-    prediction = predict_folder(args.model, args.case, args.out, args.device)
+    from .workflows import case_fields
+
+    fields = case_fields(args.case, args.cases_csv, args.case_id, args.clinical)
+    prediction = predict_folder(args.model, args.case, args.out, args.device, case_id=args.case_id, fields=fields)
     for record in prediction.records():
         print(f"{record['lesion_name']:28s} {record['predicted_class']}")
 
@@ -85,6 +88,12 @@ def build_parser():
     predict.add_argument("--case", required=True)
     predict.add_argument("--out", required=True, help="results TSV")
     predict.add_argument("--device", default="auto")
+    predict.add_argument("--cases-csv", default=None,
+                         help="a cases.csv whose row for this case (by --case-id or the folder name) gives "
+                              "its clinical values")
+    predict.add_argument("--case-id", default=None, help="the case's id (default: the folder name)")
+    predict.add_argument("--clinical", nargs="*", default=[], metavar="COLUMN=VALUE",
+                         help="clinical values for tasks that use them, e.g. age=63 afp=12.5")
     predict.set_defaults(func=_predict)
 
     demo = sub.add_parser("demo", help="the end-to-end demo on the bundled sample data")

@@ -24,14 +24,12 @@ DEMO_EPOCHS = 20
 
 def run_held_out_through_mrml(model_dir, case_dir, out_dir):
     """Held-out case -> MRML nodes -> Case -> prediction -> table node -> TSV + scene."""
-    import slicer
-
     from .models import load_model
     from .infer import predict_case
-    from .slicer_files import load_case_into_scene, save_scene
+    from .slicer_files import load_case_into_scene, save_scene, standalone_scene
     from .slicer_io import case_from_nodes, prediction_to_table
 
-    scene = slicer.vtkMRMLScene()
+    scene = standalone_scene()
     volumes, segmentation = load_case_into_scene(scene, case_dir, PHASES)
     model = load_model(model_dir)
     case = case_from_nodes(volumes, segmentation, case_id=Path(case_dir).name, patient_id=f"patient-{Path(case_dir).name}")

@@ -17,12 +17,24 @@ KNOWN_SOURCES = {
 }
 
 
-def resolve_pretrained(source):
-    """None / 'none' -> None; a known name or a file path -> (path, state_dict)."""
+def resolve_pretrained(source, task=None):
+    """None / 'none' -> None; a known name or a file path -> (path, what the trainer takes).
+
+    For ResNet20+SPP tasks (and when no task is given) the file is read here as a Jia 2019
+    state dict; other networks get the checked path and read it with their own loader.
+    """
     from .nets.jia2019_weights import load_jia2019_file
 
     if source in (None, "", "none"):
         return None
+    if task is not None and task.net != "resnet20_spp":
+        if source in KNOWN_SOURCES:
+            raise HCCInputError(f"pretrained source '{source}' is for ResNet20+SPP, not for task {task.name}",
+                                hint="give a local weights file for this network, or none")
+        path = Path(source)
+        if not path.is_file():
+            raise HCCInputError("pretrained weights file does not exist", path)
+        return path, path
     if source in KNOWN_SOURCES:
         relative, expected = KNOWN_SOURCES[source]
         path = ROOT / relative

@@ -11,6 +11,30 @@ from .errors import HCCInputError
 from .imageio import read_label_image
 
 
+def standalone_scene():
+    """The application's scene inside Slicer; outside, a scene with the colour logic that
+    label maps need (what Slicer's application logic sets up at start-up)."""
+    import tempfile
+
+    import slicer
+
+    if getattr(slicer, "mrmlScene", None) is not None:
+        return slicer.mrmlScene
+    scene = slicer.vtkMRMLScene()
+    app_logic = slicer.vtkSlicerApplicationLogic()
+    home = Path(tempfile.mkdtemp(prefix="hcc-slicer-home-"))
+    (home / "share" / "ColorFiles").mkdir(parents=True)
+    app_logic.SetHomeDirectory(str(home))
+    app_logic.SetShareDirectory("share")
+    colors = slicer.vtkSlicerColorLogic()
+    colors.SetMRMLApplicationLogic(app_logic)
+    app_logic.SetColorLogic(colors)
+    app_logic.SetMRMLScene(scene)
+    colors.SetMRMLScene(scene)
+    scene._hcc_keepalive = (app_logic, colors)  # the logics must live as long as the scene
+    return scene
+
+
 def load_volume_node(scene, path, name):
     """Read an image file into a new scalar volume node through MRML's storage node."""
     if Path(path).is_dir():

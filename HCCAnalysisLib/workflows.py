@@ -49,7 +49,7 @@ def train_model(task_name, cohort_dir, out_dir, phases=None, pretrained=None, ep
     _refuse_existing_model(out_dir, overwrite)
     cohort = load_cohort(cohort_dir)
     device = resolve_device(device)
-    source = resolve_pretrained(pretrained)
+    source = resolve_pretrained(pretrained, task)
     started = time.time()
     samples_by_case = load_samples(task, cohort, phases, seed, log)
     base = [s for samples in samples_by_case.values() for s in samples]
@@ -87,7 +87,7 @@ def evaluate_task(task_name, cohort_dir, out_dir, folds=5, repeats=1, phases=Non
     n_patients = len(cohort.patients())
     if folds < 2 or folds > n_patients:  # before any case is loaded
         raise HCCInputError(f"{folds} folds asked for {n_patients} patients", hint="use 2 <= folds <= patients")
-    source = resolve_pretrained(pretrained)
+    source = resolve_pretrained(pretrained, task)
     metrics = cross_validate(task, cohort, phases, out_dir, folds, repeats, seed, resolve_device(device),
                              None if source is None else source[1], epochs, log)
     for name, value in metrics["summary"].items():
@@ -95,15 +95,38 @@ def evaluate_task(task_name, cohort_dir, out_dir, folds=5, repeats=1, phases=Non
     return metrics
 
 
-def predict_folder(model_dir, case_dir, out_path, device="auto", case_id=None, patient_id=None):
-    """Run a model package on one case folder and write the per-lesion TSV."""
+def case_fields(case_dir, cases_csv=None, case_id=None, clinical=()):
+    """A case's table fields: its row of a cases.csv (when given), then COLUMN=VALUE pairs."""
+    import csv
+
+    fields = {}
+    case_id = case_id or Path(case_dir).name
+    if cases_csv:
+        try:
+            with open(cases_csv, newline="", encoding="utf-8-sig") as handle:
+                rows = [r for r in csv.DictReader(handle) if (r.get("case_id") or "").strip() == case_id]
+        except (OSError, UnicodeDecodeError) as err:
+            raise HCCInputError(f"could not be read: {err}", cases_csv) from None
+        if len(rows) != 1:
+            raise HCCInputError(f"has {len(rows)} rows for case_id '{case_id}', expected one", cases_csv)
+        fields.update({k: (v or "").strip() for k, v in rows[0].items() if k not in ("case_id", "patient_id")})
+    for pair in clinical or ():
+        if "=" not in pair:
+            raise HCCInputError(f"--clinical '{pair}' is not COLUMN=VALUE")
+        key, value = pair.split("=", 1)
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def predict_folder(model_dir, case_dir, out_path, device="auto", case_id=None, patient_id=None, fields=None):
+    """Run a model package on one case folder (with its table fields) and write the per-lesion TSV."""
     from .case_loading import load_for_task
 
     if Path(out_path).is_dir():
         raise HCCInputError("is a folder; --out names the results TSV file to write", out_path)
     device = resolve_device(device)
     model = load_model(model_dir, device)
-    case = load_for_task(case_dir, model.task, model.card["phases"], case_id, patient_id)
+    case = load_for_task(case_dir, model.task, model.card["phases"], case_id, patient_id, fields)
     prediction = predict_case(model, case, device=device)
     prediction.write_tsv(out_path)
     return prediction

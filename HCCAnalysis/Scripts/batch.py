@@ -34,30 +34,7 @@ _make_library_importable()
 from HCCAnalysisLib.batch import (BatchProgress, add_batch_arguments, batch_settings, load_batch_inputs,  # noqa: E402
                                   print_progress, run_batch, summarize)
 from HCCAnalysisLib.errors import HCCInputError  # noqa: E402
-
-
-def standalone_scene():
-    """The application's scene inside Slicer; outside, a scene with the colour logic that
-    label maps need (what Slicer's application logic sets up at start-up)."""
-    import tempfile
-
-    import slicer
-
-    if getattr(slicer, "mrmlScene", None) is not None:
-        return slicer.mrmlScene
-    scene = slicer.vtkMRMLScene()
-    app_logic = slicer.vtkSlicerApplicationLogic()
-    home = Path(tempfile.mkdtemp(prefix="hcc-slicer-home-"))
-    (home / "share" / "ColorFiles").mkdir(parents=True)
-    app_logic.SetHomeDirectory(str(home))
-    app_logic.SetShareDirectory("share")
-    colors = slicer.vtkSlicerColorLogic()
-    colors.SetMRMLApplicationLogic(app_logic)
-    app_logic.SetColorLogic(colors)
-    app_logic.SetMRMLScene(scene)
-    colors.SetMRMLScene(scene)
-    scene._hcc_keepalive = (app_logic, colors)  # the logics must live as long as the scene
-    return scene
+from HCCAnalysisLib.slicer_files import standalone_scene  # noqa: E402
 
 
 def mrml_case_processor(model, device, scene):
