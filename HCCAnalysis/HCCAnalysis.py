@@ -369,13 +369,11 @@ class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
 
     def prepareJob(self, task, volumeNodes, segmentationNode, segmentIds=None, model="latest", device="auto",
                    clinical=None, saliency=False):
-        if saliency:
-            raise ValueError("Saliency maps are not available in this version of HCCAnalysisLib.")
         self.ensureDependencies()
         modelDir = str(model_registry.find_model(model, task=task)) if model else ""
         name = segmentationNode.GetName() if segmentationNode else "case"
         return panel_jobs.prepare_job(task, volumeNodes, segmentationNode, segmentIds, modelDir, device, clinical,
-                                      case_id=name)
+                                      case_id=name, saliency=saliency)
 
     def prepareApplicableJobs(self, segmentationNode, segmentIds=None, device="auto", clinical=None, chosen=None):
         """Jobs for "Run all": volumes chosen in the panel, else matched to phases by node name."""
@@ -391,9 +389,12 @@ class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
         return BackgroundRun([(job.task, functools.partial(panel_jobs.run_job, job)) for job in jobs]).start()
 
     def showResults(self, run, jobs, tableNode=None):
-        """Put the finished predictions into one table node and show it in a table layout."""
+        """Put the finished predictions into one table node and show it in a table layout; saliency
+        volumes (jobs that asked for one) go over the input in the slice views."""
         predictions = [run.results[i] for i in sorted(run.results)]
         table = panel_jobs.results_to_table(predictions, slicer.mrmlScene, tableNode)
+        for node in panel_jobs.saliency_nodes([jobs[i] for i in sorted(run.results)], slicer.mrmlScene):
+            slicer.util.setSliceViewerLayers(foreground=node, foregroundOpacity=0.4)
         if slicer.app.layoutManager() is not None:
             slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
             slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())

@@ -34,14 +34,17 @@ def patient_folds(records, k, seed, labels=None):
     return [([records[i] for i in train], [records[i] for i in test]) for train, test in splits]
 
 
-def load_samples(task, cohort, phases, seed, log=print):
-    """Every case of the cohort loaded once and sampled once: case_id -> samples."""
-    out = {}
+def load_samples(task, cohort, phases, seed, log=print, test_side=False):
+    """Every case of the cohort loaded once and sampled: case_id -> training samples, and with
+    `test_side` also case_id -> samples as prediction makes them (e.g. Liang's pace 1)."""
+    train, test = {}, {}
     for record in cohort.records:
         case = record.load(phases, task)
-        out[record.case_id] = make_samples(task, case, phases, seed=seed, training=True, fields=record.fields)
-    log(f"{len(cohort.records)} cases, {sum(map(len, out.values()))} samples")
-    return out
+        train[record.case_id] = make_samples(task, case, phases, seed=seed, training=True, fields=record.fields)
+        if test_side:
+            test[record.case_id] = make_samples(task, case, phases, seed=seed, training=False, fields=record.fields)
+    log(f"{len(cohort.records)} cases, {sum(map(len, train.values()))} training samples")
+    return (train, test) if test_side else train
 
 
 def training_set(task, records, samples_by_case):
@@ -56,7 +59,7 @@ def cross_validate(task, cohort, phases, out_dir, folds=5, repeats=1, seed=0, de
 
     device = device or torch.device("cpu")
     out_dir = Path(out_dir)
-    samples_by_case = load_samples(task, cohort, phases, seed, log)
+    samples_by_case, test_samples_by_case = load_samples(task, cohort, phases, seed, log, test_side=True)
     labels = cohort.column(task.label_column) if task.label_column else None
     classes = list(task.classes)
     rows, fold_results, embeddings = [], [], []
@@ -66,9 +69,9 @@ def cross_validate(task, cohort, phases, out_dir, folds=5, repeats=1, seed=0, de
                 f"test {[r.case_id for r in test]}")
             net, _ = fit(task, training_set(task, train, samples_by_case), device, seed=seed + repeat,
                          epochs=epochs, pretrained_state=pretrained_state, log=log)
-            test_samples = [s for r in test for s in samples_by_case[r.case_id]]
+            test_samples = [s for r in test for s in test_samples_by_case[r.case_id]]
             probs, embedded = run_net(net, test_samples, torch.device("cpu"), with_embeddings=True)
-            fold_rows = aggregate(test_samples, probs, classes)
+            fold_rows = aggregate(test_samples, probs, classes, votes=task.vote_extras)
             truth = {(s.case_id, s.lesion_id, s.kind): classes[s.target] for s in test_samples}
             records = []
             for row in fold_rows:

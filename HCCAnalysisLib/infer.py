@@ -45,8 +45,12 @@ def run_net(net, samples, device, batch_size=256, with_embeddings=False):
     return (probs, np.concatenate(embeddings) if embeddings else None) if with_embeddings else probs
 
 
-def aggregate(samples, probs, classes):
-    """One row per (lesion or background ROI): the mean of its samples' probabilities."""
+def aggregate(samples, probs, classes, votes=False):
+    """One row per (lesion or background ROI): the mean of its samples' probabilities.
+
+    With `votes`, each row also gets `vote_<class>`: the share of its samples (patches, tiles)
+    whose most probable class is that class (Liang 2018's label-map class proportions).
+    """
     groups = {}
     for index, sample in enumerate(samples):
         groups.setdefault((sample.case_id, sample.lesion_id, sample.kind), []).append(index)
@@ -54,9 +58,13 @@ def aggregate(samples, probs, classes):
     for (case_id, lesion_id, kind), indices in groups.items():
         first = samples[indices[0]]
         mean = probs[indices].mean(axis=0)
+        extras = dict(first.extras)
+        if votes:
+            winners = probs[indices].argmax(axis=1)
+            extras.update({f"vote_{c}": float(np.mean(winners == k)) for k, c in enumerate(classes)})
         rows.append(PredictionRow(case_id, first.patient_id, lesion_id, first.lesion_name, kind,
                                   classes[int(np.argmax(mean))], dict(zip(classes, map(float, mean))),
-                                  len(indices), dict(first.extras)))
+                                  len(indices), extras))
     return rows
 
 
@@ -71,4 +79,5 @@ def predict_case(model, case, phases=None, device="cpu"):
     model.net.to(device)
     probs = run_net(model.net, samples, device)
     classes = list(model.card["classes"])
-    return Prediction(model.task.name, model.name, classes, aggregate(samples, probs, classes))
+    return Prediction(model.task.name, model.name, classes,
+                      aggregate(samples, probs, classes, votes=model.task.vote_extras))

@@ -2,7 +2,8 @@
 
 Split in two halves because MRML is not thread-safe: `prepare_job` reads the nodes into a
 Case on the GUI thread; `run_job` (model loading and prediction, no MRML) may run on a worker
-thread; `results_to_table` writes the table on the GUI thread again. Used by
+thread; `results_to_table` (and `saliency_nodes` for jobs that asked for a saliency map)
+write the table (and volume nodes) on the GUI thread again. Used by
 HCCAnalysisLogic; runs the same with the slicer-core wheel, so it is tested outside Slicer.
 """
 
@@ -17,23 +18,37 @@ from .model_registry import installed_models
 _MODEL_CACHE = {}  # (package folder, device, weights mtime) -> LoadedModel
 
 
+# Colour maps for a saliency volume, first one present wins: Inferno ships with Slicer's
+# colour files; the procedural Rainbow exists wherever the Colors logic runs (slicer-core too).
+SALIENCY_COLOURS = ("vtkMRMLColorTableNodeFileInferno.txt", "vtkMRMLColorTableNodeRainbow")
+
+
 @dataclass
 class Job:
     task: str
     case: object  # HCCAnalysisLib.case.Case
     model_dir: str
     device: str
+    saliency: bool = False  # also compute the saliency volume of the case (issue 6)
+    # Set by run_job on the worker thread; read on the GUI thread once the run has finished.
+    saliency_image: object = None  # SimpleITK image on the case's segmentation grid
 
 
 def prepare_job(task, volume_nodes, segmentation_node, segment_ids=None, model_dir="", device="auto",
-                clinical=None, case_id="case", patient_id=None):
+                clinical=None, case_id="case", patient_id=None, saliency=False):
     """Check the inputs of one task and read them into a Case (GUI thread: touches MRML).
 
     `volume_nodes`: phase -> scalar volume node (phases the model does not read are ignored);
     `segment_ids`: lesion segments (None: every segment not named liver); `model_dir`: an
-    installed model package folder; `clinical`: field -> text.
+    installed model package folder; `clinical`: field -> text; `saliency`: also compute a
+    saliency volume (refused here, before any work, for a task that cannot give one).
     """
     from .slicer_io import case_from_nodes
+
+    if saliency:
+        from .saliency import check_saliency_task
+
+        check_saliency_task(task)
 
     phases = model_phases(model_dir) if model_dir else None
     present = {p: n is not None for p, n in volume_nodes.items()}
@@ -46,7 +61,7 @@ def prepare_job(task, volume_nodes, segmentation_node, segment_ids=None, model_d
     nodes = {p: volume_nodes[p] for p in phases}
     case = case_from_nodes(nodes, segmentation_node, segment_ids or None, case_id=case_id, patient_id=patient_id,
                            fields=record)
-    return Job(task, case, str(model_dir), device)
+    return Job(task, case, str(model_dir), device, saliency=bool(saliency))
 
 
 def lesion_ids(segmentation_node, selected=None):
@@ -85,13 +100,44 @@ def load_cached_model(model_dir, device):
 
 
 def run_job(job):
-    """Predict one job (no MRML: safe on a worker thread). Returns a Prediction."""
+    """Predict one job (no MRML: safe on a worker thread). Returns a Prediction.
+
+    With `job.saliency`, also puts the case's saliency volume in `job.saliency_image` (the
+    BackgroundRun's results stay Predictions, which the table code expects)."""
     from .infer import predict_case
 
     model, device = load_cached_model(job.model_dir, job.device)
     if model.card["task"] != job.task:
         raise HCCInputError(f"is a model for task {model.card['task']}, not {job.task}", job.model_dir)
-    return predict_case(model, job.case, device=device)
+    prediction = predict_case(model, job.case, device=device)
+    job.saliency_image = None
+    if job.saliency:
+        from .saliency import saliency_volume
+
+        job.saliency_image = saliency_volume(model, job.case, device=device)
+    return prediction
+
+
+def saliency_nodes(jobs, scene):
+    """A scalar volume node per finished job with a saliency volume (GUI thread: touches MRML).
+
+    The node is in world coordinates on the case's segmentation grid, so it lies over the
+    input volumes; its display shows 0..1 (the maps' range) in a heat colour map."""
+    from .slicer_io import sitk_to_volume_node
+
+    nodes = []
+    for job in jobs:
+        if job.saliency_image is None:
+            continue
+        node = sitk_to_volume_node(job.saliency_image, scene, name=f"{job.case.case_id} saliency ({job.task})")
+        display = node.GetDisplayNode()
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(0.0, 1.0)
+        colour = next((c for c in SALIENCY_COLOURS if scene.GetNodeByID(c) is not None), None)
+        if colour is not None:
+            display.SetAndObserveColorNodeID(colour)
+        nodes.append(node)
+    return nodes
 
 
 def applicable_jobs(volume_nodes, segmentation_node, segment_ids, device="auto", clinical=None, models=None):

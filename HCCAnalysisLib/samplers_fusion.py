@@ -26,7 +26,7 @@ from monai.transforms import Resize
 
 from .errors import HCCInputError
 from .preprocess import bounding_box, crop_2d
-from .samples import Sample, fused_volumes
+from .samples import Placement, Sample, fused_volumes
 
 ZHEN_SPACING_MM = (0.7, 0.7, 7.0)  # x, y, z
 
@@ -112,7 +112,11 @@ def _resample(image, grid, interpolator, default, pixel_type):
 
 
 def zhen2020_sampler(case, task, phases, target_of, rng, training):
-    """One sample per lesion plane on the 0.7 x 0.7 x 7 mm grid: inputs["image"] = C x S x S."""
+    """One sample per lesion plane on the 0.7 x 0.7 x 7 mm grid: inputs["image"] = C x S x S.
+
+    Its samples carry no `placement`: a plane of the lesion's own grid lies between the
+    segmentation's slices and on other pixels, not on one axial box of the segmentation grid.
+    """
     _check_channels(task, phases, case.source)
     options = task.sampler_kwargs
     spacing = tuple(options.get("spacing_mm", ZHEN_SPACING_MM))
@@ -180,5 +184,5 @@ def wang2020_sampler(case, task, phases, target_of, rng, training):
             roi = np.stack([crop_2d(v[z], box) for v in volumes])
             inputs = {"image": resize_bilinear(roi, size), **clinical}
             samples.append(Sample(inputs, target, case.case_id, case.patient_id, lesion.lesion_id, lesion.name,
-                                  "lesion"))
+                                  "lesion", placement=Placement.of(z, box)))
     return samples

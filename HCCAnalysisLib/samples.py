@@ -14,6 +14,28 @@ from .preprocess import (augment_x6, bounding_box, crop_2d, largest_slices, norm
                          square_box, time_signal_curve)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a sample's 2D image input came from on the case's segmentation grid.
+
+    `z` is the axial slice index (numpy (z, y, x) order) and (y0, y1, x0, x1) the crop box,
+    end-exclusive; the box may reach outside the grid (`crop_2d` pads there). The sample's
+    image is this box resized to the input size, so a per-pixel map of the input (a saliency
+    map) can be resized back to the box and pasted onto the grid (`saliency.saliency_volume`).
+    """
+
+    z: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @classmethod
+    def of(cls, z, box):
+        """From a slice index and a (y0, y1, x0, x1) box as the samplers compute them."""
+        return cls(int(z), *(int(v) for v in box))
+
+
 @dataclass
 class Sample:
     inputs: dict  # input name -> float32 array, e.g. {"image": C x H x W}
@@ -24,6 +46,9 @@ class Sample:
     lesion_name: str
     kind: str  # "lesion" | "background"
     extras: dict = field(default_factory=dict)
+    # Where the image input lies on the segmentation grid; None when it does not map onto
+    # one axial box of it (resampled grids, tiles of a microscopy image, augmented views).
+    placement: Placement | None = None
 
 
 def fused_volumes(case, phases, channels):
@@ -92,17 +117,23 @@ def jia2019_sampler(case, task, phases, target_of, rng, training):
         target = target_of("lesion")
         for z in slices:
             samples.append(Sample({"image": _crop_sample(volumes, z, box, size)}, target, case.case_id,
-                                  case.patient_id, lesion.lesion_id, lesion.name, "lesion", extras))
+                                  case.patient_id, lesion.lesion_id, lesion.name, "lesion", extras,
+                                  placement=Placement.of(z, box)))
         if options.get("background"):
             for z, bg_box in _background_boxes(case, box, len(slices), rng):
                 samples.append(Sample({"image": _crop_sample(volumes, z, bg_box, size)}, target_of("background"),
                                       case.case_id, case.patient_id, f"bg-{lesion.lesion_id}",
-                                      f"background near {lesion.name}", "background"))
+                                      f"background near {lesion.name}", "background",
+                                      placement=Placement.of(z, bg_box)))
     return samples
 
 
 def augment_samples(samples):
-    """Jia 2019 x6 augmentation of every 2D input of every sample (training only)."""
+    """Jia 2019 x6 augmentation of every 2D input of every sample (training only).
+
+    The views are flipped / rotated, so they no longer map pixel for pixel onto the crop box:
+    they carry no placement.
+    """
     out = []
     for sample in samples:
         views = {k: augment_x6(v) for k, v in sample.inputs.items()}

@@ -20,7 +20,7 @@ _FIXED_COLUMNS = {
     "case_id": (STRING, "Case", "", "Case (examination) identifier."),
     "patient_id": (STRING, "Patient", "", "Patient identifier."),
     "lesion_id": (STRING, "Segment ID", "", "ID of the lesion's segment in the segmentation node."),
-    "kind": (STRING, "Kind", "", "'lesion' for a segmented lesion, 'background' for a background region."),
+    "kind": (STRING, "Kind", "", "'lesion' for a segmented lesion, 'background' for a background region, 'image' for a whole microscopy image."),
     "predicted_class": (STRING, "Predicted class", "", "Class with the highest probability."),
     "n_samples": (INT, "Samples", "", "Number of samples (slices, patches or regions) aggregated into this row."),
 }

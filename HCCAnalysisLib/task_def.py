@@ -31,6 +31,7 @@ class Task:
     training: dict = field(default_factory=dict)
     pretrained: str = None  # name of a pretraining source that fine-tuning starts from
     loader: str = "volumes"  # how a case folder is read (case_loading.LOADERS)
+    vote_extras: bool = False  # add vote_<class>: each row's share of samples voting per class
 
     def one_line(self):
         return f"{self.description} [{self.paper}]"

@@ -104,7 +104,8 @@ def fit(task, samples, device, seed=0, epochs=None, batch_size=None, lr=None, pr
     # Step decay when the task asks for it (Zhen 2020: halve every 20 epochs); constant otherwise.
     schedule = (torch.optim.lr_scheduler.StepLR(optimiser, settings["lr_step"], settings.get("lr_gamma", 0.5))
                 if settings.get("lr_step") else None)
-    inputs = stack_inputs(samples)
+    # Batches are stacked as they are needed: the whole set at once can be many GB (Liang's
+    # patches each carry their slice's 128 x 128 global ROI).
     targets = torch.tensor([s.target for s in samples], dtype=torch.long)
     order_rng = torch.Generator().manual_seed(seed)
     history, n, started = [], len(samples), time.time()
@@ -120,7 +121,7 @@ def fit(task, samples, device, seed=0, epochs=None, batch_size=None, lr=None, pr
                 continue
             mine = distributed.shard(batch, rank, size)
             weight = len(mine) * size / len(batch)
-            out = model(**{k: v[mine].to(device) for k, v in inputs.items()})
+            out = model(**stack_inputs([samples[i] for i in mine.tolist()], device))
             loss = loss_fn(out, targets[mine].to(device))
             optimiser.zero_grad(set_to_none=True)
             (loss * weight).backward()

@@ -106,16 +106,11 @@ def test_missing_requirements(tmp_path):
 @pytest.fixture
 def demo_nodes(slicer_app):
     """The demo case lung1 as MRML nodes: image volume + segmentation (liver, lesion 1)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("hcc_batch_script", DEMO.parent.parent / "HCCAnalysis" / "Scripts"
-                                                  / "batch.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     from HCCAnalysisLib.cohort import load_cohort
+    from HCCAnalysisLib.slicer_files import load_case_into_scene
 
     record = load_cohort(DEMO).records[0]
-    volumes, segmentation = script.load_case_nodes(slicer_app.scene, record, ["image"])
+    volumes, segmentation = load_case_into_scene(slicer_app.scene, record.folder, ["image"])
     return slicer_app.scene, volumes, segmentation
 
 

@@ -65,7 +65,8 @@ def check_state_dict(state, source=None):
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise HCCInputError(f"not a Jia 2019 ResNet20 state dict: missing {missing}", source=source,
-                            hint="keys must look like embedding_net.conv1.weight, embedding_net.linear.weight, linear.weight")
+                            hint="keys look like embedding_net.conv1.weight, embedding_net.linear.weight, "
+                                 "linear.weight")
 
 
 def pyramid_from_features(n_features, source=None):

@@ -98,7 +98,8 @@ class ResNet20SPP(nn.Module):
 
     def __init__(self, in_channels=3, num_classes=2, embedding_dim=32, pyramid=(1, 2), classifier_bias=True):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("embedding_dim", embedding_dim)):
+        sizes = {"in_channels": in_channels, "num_classes": num_classes, "embedding_dim": embedding_dim}
+        for name, value in sizes.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise HCCInputError(f"ResNet20-SPP: {name} must be a positive integer, got {value!r}")
         self.in_channels = in_channels
