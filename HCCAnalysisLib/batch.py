@@ -18,15 +18,14 @@ path loads case folders, the Slicer path builds MRML nodes.
 
 import contextlib
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .errors import HCCInputError
 from .prediction import read_tsv, write_records_tsv
 
@@ -67,16 +66,7 @@ def case_file_stem(case_id):
 
 
 def _atomic_write_text(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text)
 
 
 def _check_settings(out_dir, settings):

@@ -7,12 +7,11 @@ SHA-256 of the weights file, so an altered or swapped file is refused.
 
 import hashlib
 import json
-import os
 import platform
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import atomic_path, write_text_atomic
 from .errors import HCCInputError
 
 CARD_NAME = "model.json"
@@ -58,11 +57,7 @@ def library_versions():
 
 
 def _write_json_atomic(path, data):
-    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".card.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def save_model(directory, net, card):
@@ -72,10 +67,8 @@ def save_model(directory, net, card):
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".weights.", suffix=".tmp")
-    os.close(fd)
-    save_file(state, tmp)
-    os.replace(tmp, directory / WEIGHTS_NAME)
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(state, tmp)
     card = dict(card, format=CARD_FORMAT, weights=WEIGHTS_NAME,
                 weights_sha256=sha256_of(directory / WEIGHTS_NAME))
     card.setdefault("versions", library_versions())
@@ -102,7 +95,6 @@ def read_card(directory):
 
 def load_model(directory, device="cpu", expected_task=None):
     """Load a model package after checking its card, the weights' hash and their shapes."""
-    import torch
     from safetensors.torch import load_file
 
     from .nets import build_net

@@ -1,10 +1,9 @@
 """Prediction: one row per lesion (and per background ROI where the task has them)."""
 
 import csv
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from .atomic import atomic_path
 
 ID_COLUMNS = ("case_id", "patient_id", "lesion_id", "lesion_name", "kind", "predicted_class")
 
@@ -56,20 +55,11 @@ class Prediction:
 
 def write_records_tsv(path, records, columns):
     """Write rows to a TSV atomically: a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, delimiter="\t", lineterminator="\n")
-            writer.writeheader()
-            for record in records:
-                writer.writerow({k: _format(record.get(k, "")) for k in columns})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow({k: _format(record.get(k, "")) for k in columns})
 
 
 def _format(value):

@@ -9,11 +9,11 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_bytes_atomic
 from . import report_figures as figures
 from . import report_html, report_tables
 from .errors import HCCInputError
@@ -115,16 +115,7 @@ def _json_safe(value):
 
 
 def _write_atomic(path, data):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(path, data)
 
 
 def _performance_tsv(models):

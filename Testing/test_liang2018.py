@@ -25,13 +25,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lesions
 TINY = {"width": 4, "blocks": 1, "phase_features": 16, "lstm_hidden": 8}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions run faster on one thread than with two threads fighting a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---- eq. 1: the pace rule -------------------------------------------------------------

@@ -23,13 +23,7 @@ from HCCAnalysisLib.tiles import (aggregate_tile_probabilities, cut_tiles, image
 HISTOLOGY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "histology" / "kather2016_samples"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions run faster on one thread than with two threads fighting a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _files(folder):

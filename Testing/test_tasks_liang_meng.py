@@ -21,7 +21,6 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from HCCAnalysisLib.cli import main
 from HCCAnalysisLib.cohort import load_cohort
@@ -35,13 +34,7 @@ MENG = "meng2019-metastasis-small-tiles"
 STAND_IN_TYPES = {"lung1": "HCC", "lung2": "HCC", "brain1": "cyst", "breast1": "cyst"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions run faster on one thread than with two threads fighting a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _rows(path):

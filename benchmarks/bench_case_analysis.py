@@ -32,7 +32,6 @@ import contextlib
 import cProfile
 import csv
 import datetime
-import io
 import os
 import pathlib
 import platform
@@ -55,7 +54,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
 
-from HCCAnalysisLib import infer, preprocess, samples as samples_mod  # noqa: E402
+from HCCAnalysisLib import infer, samples as samples_mod  # noqa: E402
 from HCCAnalysisLib.case import load_case  # noqa: E402
 from HCCAnalysisLib.errors import HCCInputError  # noqa: E402
 from HCCAnalysisLib.models import load_model  # noqa: E402

@@ -308,7 +308,7 @@ def markdown(res):
     if flat:
         mean_flat = sum(x["end_max_rss"] - x["after_import"] for x in flat) / len(flat)
         mean_plain = sum(x["end_max_rss"] - x["after_import"] for x in plain) / len(plain)
-        lines += [f"### Candidate change E (background candidates as flat indices, see results_case_analysis.md)", "",
+        lines += ["### Candidate change E (background candidates as flat indices, see results_case_analysis.md)", "",
                   f"{res['largest']} alone, fresh processes: case peak - import {mean_plain:.0f} MiB as the library is "
                   f"({len(plain)} runs: " + ", ".join(f"{x['end_max_rss'] - x['after_import']:.0f}" for x in plain)
                   + f") vs {mean_flat:.0f} MiB with E ({len(flat)} runs: "
@@ -340,7 +340,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     started = time.perf_counter()
     res = measure(args.threads, args.parallel, 1 if args.quick else 2)
-    text = markdown(res) + f"\n_Benchmark wall time {time.perf_counter() - started:.0f} s._\n"
+    text = markdown(res) + f"\n\n_Benchmark wall time {time.perf_counter() - started:.0f} s._\n"
     print(text)
     if args.out:
         args.out.write_text(text)

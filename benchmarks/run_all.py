@@ -32,6 +32,7 @@ BENCHMARKS = {
     "bench_trainer_overhead.py": ("results_trainer_overhead.md", ["--out", "{out}"], 180, True),
     "bench_case_analysis.py": ("results_case_analysis.md", ["--out", "{out}"], 180, True),
     "bench_memory.py": ("results_memory.md", ["--out", "{out}"], 180, True),
+    "bench_kill_resume.py": ("results_kill_resume.md", ["--out", "{out}"], 600, True),
 }
 
 
@@ -43,7 +44,7 @@ def run_one(script, result_name, arguments, limit, quick, owned=True, scratch=No
             shutil.copyfile(out, copy)
         out = copy
     command = [sys.executable, str(HERE / script)] + [a.format(out=out) for a in arguments]
-    if quick:
+    if quick and '"--quick"' in (HERE / script).read_text():  # only scripts that have the option
         command.append("--quick")
     started = time.perf_counter()
     try:
