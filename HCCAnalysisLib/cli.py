@@ -6,6 +6,7 @@
     hcc predict  --model MODEL_DIR --case CASE_DIR --out results.tsv
     hcc batch    --cohort DIR --model MODEL_DIR --out DIR
     hcc report   --eval DIR [--compare DIR2 ...] --out DIR
+    hcc saliency --model MODEL_DIR --case CASE_DIR --out saliency.nrrd
     hcc demo     [--out DIR]
 Training runs unchanged under `torchrun --nproc_per_node N -m HCCAnalysisLib.cli train ...`.
 """
@@ -59,6 +60,15 @@ def _predict(args):
         print(f"{record['lesion_name']:28s} {record['predicted_class']}")
 
 
+def _saliency(args):
+    from .saliency import save_saliency_volume
+    from .workflows import case_fields
+
+    fields = case_fields(args.case, args.cases_csv, None, args.clinical)
+    save_saliency_volume(args.model, args.case, args.out, device=args.device, fields=fields)
+    print(f"saliency volume written to {args.out}")
+
+
 def _demo(args):
     from .demo import run_demo
 
@@ -95,6 +105,15 @@ def build_parser():
     predict.add_argument("--clinical", nargs="*", default=[], metavar="COLUMN=VALUE",
                          help="clinical values for tasks that use them, e.g. age=63 afp=12.5")
     predict.set_defaults(func=_predict)
+
+    saliency = sub.add_parser("saliency", help="saliency map of a model on one case, as a volume file")
+    saliency.add_argument("--model", required=True)
+    saliency.add_argument("--case", required=True)
+    saliency.add_argument("--out", required=True, help="volume file to write (.nrrd, .nii.gz, .mha)")
+    saliency.add_argument("--device", default="auto")
+    saliency.add_argument("--cases-csv", default=None, help="cases.csv with the case's clinical values")
+    saliency.add_argument("--clinical", nargs="*", default=[], metavar="COLUMN=VALUE")
+    saliency.set_defaults(func=_saliency)
 
     demo = sub.add_parser("demo", help="the end-to-end demo on the bundled sample data")
     demo.add_argument("--out", default="out/demo")

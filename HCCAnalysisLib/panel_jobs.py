@@ -14,6 +14,7 @@ from pathlib import Path
 from . import panel_model
 from .errors import HCCInputError
 from .model_registry import installed_models
+from .tasks import get_task
 
 _MODEL_CACHE = {}  # (package folder, device, weights mtime) -> LoadedModel
 
@@ -53,11 +54,18 @@ def prepare_job(task, volume_nodes, segmentation_node, segment_ids=None, model_d
     phases = model_phases(model_dir) if model_dir else None
     present = {p: n is not None for p, n in volume_nodes.items()}
     reasons = panel_model.missing_task_inputs(task, present, model_dir, clinical, phases)
-    if segmentation_node is None:
+    microscopy = get_task(task).loader == "microscopy"
+    if segmentation_node is None and not microscopy:
         reasons.insert(0, "choose a segmentation")
     if reasons:
         raise HCCInputError("; ".join(reasons), f"task {task}")
     record = panel_model.clinical_record(task, clinical)
+    if microscopy:  # Meng 2019: one RGB image volume, no segmentation
+        from .microscopy_case import microscopy_case_from_node
+
+        case = microscopy_case_from_node(volume_nodes[phases[0]], case_id=case_id, patient_id=patient_id,
+                                         fields=record)
+        return Job(task, case, str(model_dir), device, saliency=bool(saliency))
     nodes = {p: volume_nodes[p] for p in phases}
     case = case_from_nodes(nodes, segmentation_node, segment_ids or None, case_id=case_id, patient_id=patient_id,
                            fields=record)

@@ -132,7 +132,8 @@ def missing_inputs(task_name, volumes, segments, model, clinical=None, phases=No
     `clinical`: the form's values (field -> text); `phases`: the phases the chosen model
     reads (default: the task's).
     """
-    reasons = [] if segments else ["choose a segmentation with at least one lesion segment"]
+    needs_segments = get_task(task_name).loader != "microscopy"  # a microscopy image has no segmentation
+    reasons = [] if segments or not needs_segments else ["choose a segmentation with at least one lesion segment"]
     return reasons + missing_task_inputs(task_name, volumes, model, clinical, phases)
 
 

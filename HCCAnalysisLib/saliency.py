@@ -125,7 +125,9 @@ def saliency_maps(net, samples, target="predicted", method="vanilla", device="cp
     input's range; seeded by `seed` so a map is reproducible, the caller's RNG untouched).
     """
     device = torch.device(device)
-    wrapped = _LogitsOfImage(net).to(device)
+    # eval() on the wrapper too: MONAI puts a model back in train mode after each map when it
+    # found it training (a new Module is), and BatchNorm would then update its running stats
+    wrapped = _LogitsOfImage(net).to(device).eval()
     explainer = _explainer(wrapped, method, n_noisy, noise)
     cuda = [device.index or 0] if device.type == "cuda" else []
     maps = []

@@ -25,6 +25,11 @@ DEMO = Path(__file__).resolve().parents[1] / "SampleData" / "demo-cohort"
 TASK = "jia2019-hcc-vs-background"
 
 
+# One torch thread (conftest): batch-of-one gradients of a small net are many tiny ops, which two
+# threads on a busy 2-core runner slow down many times over (measured: 4 s instead of 0.06 s a volume).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 @pytest.fixture(scope="module")
 def lung1():
     record = load_cohort(DEMO).records[0]
@@ -138,7 +143,10 @@ def test_vanilla_grad_equals_the_input_gradient_by_autograd(trained, lung1):
     """Independent reference: d logit_k / d image by torch.autograd, |.| max over channels, / max."""
     _, model = trained
     net = model.net
-    sample = placed_samples(model, lung1[1])[0]
+    samples = placed_samples(model, lung1[1])
+    sample = samples[0]
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    saliency_maps(net, samples)  # several samples: each must leave the net (BatchNorm statistics) as it was
     image = torch.tensor(sample.inputs["image"][None], requires_grad=True)
     logits = net(image=image)
     predicted = int(logits.argmax(dim=1))
@@ -149,7 +157,8 @@ def test_vanilla_grad_equals_the_input_gradient_by_autograd(trained, lung1):
         reference = (reference / reference.max()).numpy()
         (ours,) = saliency_maps(net, [sample], target=target)
         np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
-    # the loaded model is left as it was: eval mode, trainable weights, no stored gradients
+    # the loaded model is left as it was: same tensors, eval mode, trainable weights, no stored gradients
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert not net.training and all(p.requires_grad and p.grad is None for p in net.parameters())
 
 
@@ -229,3 +238,51 @@ def test_panel_shows_the_saliency_volume_over_the_input_volume(trained, lung1, s
 
     shown = vtk_to_numpy(node.GetImageData().GetPointData().GetScalars()).reshape(case.segmentation.GetSize()[::-1])
     np.testing.assert_allclose(shown, sitk.GetArrayFromImage(saliency_volume(model, case)), atol=1e-4)
+
+
+def test_wang_joint_net_dict_output_and_clinical_input_pass_through(tmp_path):
+    """Wang 2020 fusion D (joint loss): the net returns a dict and reads `clinical` beside the
+    image; the map explains out["logits"] for that clinical vector (autograd reference)."""
+    from helpers import fusion_cohort as fc
+    from HCCAnalysisLib.infer import make_samples
+    from HCCAnalysisLib.train import build_task_net
+
+    task = get_task("wang2020-fusion-d-joint")
+    record = load_cohort(fc.wang_cohort(tmp_path / "cohort")).records[0]
+    case = record.load(task.phases, task)
+    (sample,) = make_samples(task, case, task.phases, fields=record.fields)
+    assert sample.placement is not None and set(sample.inputs) == {"image", "clinical"}
+    torch.manual_seed(0)
+    net = build_task_net(task).eval()
+    (ours,) = saliency_maps(net, [sample], target=1)
+    image = torch.tensor(sample.inputs["image"][None], requires_grad=True)
+    out = net(image=image, clinical=torch.tensor(sample.inputs["clinical"][None]))
+    assert isinstance(out, dict)
+    (gradient,) = torch.autograd.grad(out["logits"][0, 1], image)
+    reference = gradient[0].abs().amax(dim=0)
+    np.testing.assert_allclose(ours, (reference / reference.max()).numpy(), rtol=1e-4, atol=1e-5)
+    assert ours.shape == (224, 224)
+    pasted = sitk.GetArrayFromImage(paste_maps([ours], [sample.placement], case.segmentation))
+    p = sample.placement
+    assert pasted[p.z].max() > 0 and pasted.sum() == pasted[p.z, p.y0:p.y1, p.x0:p.x1].sum()
+
+
+def test_saliency_command_line(tmp_path, sample_data):
+    """`hcc saliency` writes the volume of a trained package for a case folder."""
+    import SimpleITK as sitk
+
+    from HCCAnalysisLib.cli import main
+
+    model = tmp_path / "model"
+    assert main(["train", "--task", "jia2019-hcc-vs-background", "--cohort", str(sample_data / "demo-cohort"),
+                 "--phases", "image", "--epochs", "1", "--out", str(model)]) == 0
+    out = tmp_path / "saliency.nrrd"
+    case = sample_data / "demo-heldout" / "brain2"
+    assert main(["saliency", "--model", str(model), "--case", str(case), "--out", str(out)]) == 0
+    volume, labels = sitk.ReadImage(str(out)), sitk.ReadImage(str(case / "labels.nrrd"))
+    assert volume.GetSize() == labels.GetSize() and volume.GetSpacing() == labels.GetSpacing()
+    values = sitk.GetArrayFromImage(volume)
+    assert 0.5 < values.max() <= 1.0 and values.min() >= 0.0  # maps peak at 1 before resizing back
+    assert values[sitk.GetArrayFromImage(labels) == 2].mean() > 0
+    bad = tmp_path / "saliency.txt"
+    assert main(["saliency", "--model", str(model), "--case", str(case), "--out", str(bad)]) == 2 and not bad.exists()

@@ -329,3 +329,27 @@ def test_meng_vector_volume_node_matches_file(meng_model, sample_data, tmp_path,
     assert row.n_samples == 4 and row.predicted_class == from_file["predicted_class"]
     for c in ("low", "high"):
         assert abs(row.probabilities[c] - float(from_file[f"prob_{c}"])) < 1e-6
+
+
+def test_meng_through_the_panel_job(meng_model, sample_data, tmp_path, slicer_app):
+    """The panel's job path takes an RGB volume node and no segmentation for a microscopy task,
+    and gives the file path's prediction."""
+    from HCCAnalysisLib import panel_jobs, panel_model
+    from HCCAnalysisLib.tiles import read_microscopy_image
+
+    case_dir = sample_data / "histology" / "tumour1"
+    assert main(["predict", "--model", str(meng_model), "--case", str(case_dir), "--out", str(tmp_path / "f.tsv")]) == 0
+    (from_file,) = _rows(tmp_path / "f.tsv")
+    rgb = read_microscopy_image(case_dir / "image.tif")
+    sitk.WriteImage(sitk.GetImageFromArray(rgb[None], isVector=True), str(tmp_path / "tumour1.nrrd"))
+    node = slicer_app.scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "tumour1")
+    storage = slicer_app.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(tmp_path / "tumour1.nrrd"))
+    assert storage.ReadData(node)
+    phase = panel_jobs.model_phases(meng_model)[0]
+    assert panel_model.missing_inputs(MENG, {phase: True}, [], str(meng_model)) == []  # no segmentation asked
+    job = panel_jobs.prepare_job(MENG, {phase: node}, None, model_dir=str(meng_model), device="cpu",
+                                 case_id="tumour1")
+    (row,) = panel_jobs.run_job(job).rows
+    assert row.predicted_class == from_file["predicted_class"]
+    assert abs(row.probabilities["high"] - float(from_file["prob_high"])) < 1e-6
