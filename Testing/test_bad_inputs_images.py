@@ -15,19 +15,12 @@ import SimpleITK as sitk
 from helpers import bad_inputs as bad
 from helpers.dicom_series import crop_small, write_mixed_series, write_series, write_stray_slice_series
 from HCCAnalysisLib.case import load_case
-from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.imageio import read_image
 
 SRC = bad.SMALL_CASE / "image.nrrd"
 
 
-def refused(call, *parts, inputs=(), absent=()):
-    """Run `call`, expect HCCInputError whose message holds every part, nothing changed."""
-    with bad.Unchanged(*inputs, absent=absent):
-        with pytest.raises(HCCInputError) as info:
-            call()
-    bad.assert_message(info.value, *parts)
-    return info.value
+refused = bad.refused  # expect HCCInputError naming every part, nothing changed
 
 
 # ---------------------------------------------------------------- corrupt / wrong files -------------

@@ -31,10 +31,8 @@ import argparse
 import contextlib
 import cProfile
 import csv
-import datetime
 import os
 import pathlib
-import platform
 import pstats
 import shutil
 import statistics
@@ -50,13 +48,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _T0 = time.perf_counter()
-import numpy as np  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
 
 from HCCAnalysisLib import infer, samples as samples_mod  # noqa: E402
 from HCCAnalysisLib.case import load_case  # noqa: E402
-from HCCAnalysisLib.errors import HCCInputError  # noqa: E402
 from HCCAnalysisLib.models import load_model  # noqa: E402
 from HCCAnalysisLib.prediction import Prediction  # noqa: E402
 from HCCAnalysisLib.tasks import TASKS  # noqa: E402
@@ -66,10 +61,7 @@ IMPORT_SECONDS = time.perf_counter() - _T0
 
 COHORT = ROOT / "SampleData" / "demo-cohort"
 HELDOUT = ROOT / "SampleData" / "demo-heldout"
-TARGET_SECONDS = 3.0
 DEFAULT_OUT = ROOT / "benchmarks" / "results_case_analysis.md"
-STAGES = ("read", "grid", "normalise", "background ROIs", "crop+resize", "sample other", "network", "aggregate",
-          "table")
 
 
 def quiet(*args, **kwargs):
@@ -218,108 +210,9 @@ def slicer_io():
     return module
 
 
-# ---------------- candidate speed-ups (monkeypatched variants) ----------------
-_NORMALISED = {}
-
-
-def normalise_top1_once(volume, source="image"):
-    """normalise_top1 with one percentile pass (NumPy) instead of two (NumPy + MONAI's)."""
-    volume = np.asarray(volume, dtype=np.float32)
-    low, high = float(volume.min()), float(np.percentile(volume, 99))
-    if not high > low:
-        raise HCCInputError("is constant (no contrast left after trimming the top 1 %)", source,
-                            "check that the right image was loaded")
-    out = (volume - np.float32(low)) * np.float32(1.0 / (high - low))
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
-def fused_volumes_cached(case, phases, channels):
-    """fused_volumes, normalised volumes kept on the case so a second task reuses them."""
-    cache = case._grid_cache.setdefault("__normalised__", {})
-    key = tuple(phases)
-    if key not in cache:
-        cache[key] = _ORIGINAL_FUSED(case, phases, channels)
-    return cache[key]
-
-
-_ORIGINAL_FUSED = getattr(samples_mod, "fused_volumes", None)
-
-
-def _background_draws(case, lesion_box, count, rng, min_liver_fraction, tries, flat, cache):
-    """samples._background_boxes, optionally with the candidate voxels as flat indices
-    (`np.flatnonzero`: 8 bytes per liver voxel instead of `np.argwhere`'s 24 plus temporaries) and/or
-    the dilated lesion mask and candidates kept per case. Same candidate order, so the same draws."""
-    store = case._grid_cache.setdefault("__background__", {}) if cache else {}
-    if "candidates" not in store:
-        liver = case.liver_array()
-        if liver is None:
-            return _ORIGINAL_BACKGROUND(case, lesion_box, count, rng, min_liver_fraction, tries)
-        lesions = sitk.GetArrayFromImage(sitk.BinaryDilate(
-            sitk.Cast(sum(l.mask for l in case.lesions) > 0, sitk.sitkUInt8), [2, 2, 0]))
-        free = (liver > 0) & (lesions == 0)
-        store.update(liver=liver, lesions=lesions,
-                     candidates=np.flatnonzero(free) if flat else np.argwhere(free))
-        del free
-    liver, lesions, candidates = store["liver"], store["lesions"], store["candidates"]
-    y0, y1, x0, x1 = lesion_box
-    height, width = y1 - y0, x1 - x0
-    boxes = []
-    for _ in range(tries):
-        if len(boxes) == count or len(candidates) == 0:
-            break
-        pick = candidates[rng.integers(len(candidates))]
-        z, cy, cx = np.unravel_index(pick, liver.shape) if flat else pick
-        box = (int(cy - height // 2), int(cy - height // 2 + height), int(cx - width // 2), int(cx - width // 2 + width))
-        if box[0] < 0 or box[2] < 0 or box[1] > liver.shape[1] or box[3] > liver.shape[2]:
-            continue
-        if lesions[z, box[0]:box[1], box[2]:box[3]].any():
-            continue
-        if liver[z, box[0]:box[1], box[2]:box[3]].mean() >= min_liver_fraction:
-            boxes.append((int(z), box))
-    return boxes
-
-
-def background_boxes_cached(case, lesion_box, count, rng, min_liver_fraction=0.7, tries=400):
-    """C: dilated all-lesion mask and candidates computed once per case (argwhere, as the library)."""
-    return _background_draws(case, lesion_box, count, rng, min_liver_fraction, tries, flat=False, cache=True)
-
-
-def background_boxes_flat(case, lesion_box, count, rng, min_liver_fraction=0.7, tries=400):
-    """E: candidates as flat indices (np.flatnonzero + np.unravel_index on the drawn one), no cache."""
-    return _background_draws(case, lesion_box, count, rng, min_liver_fraction, tries, flat=True, cache=False)
-
-
-def background_boxes_flat_cached(case, lesion_box, count, rng, min_liver_fraction=0.7, tries=400):
-    """C+E."""
-    return _background_draws(case, lesion_box, count, rng, min_liver_fraction, tries, flat=True, cache=True)
-
-
-_ORIGINAL_BACKGROUND = getattr(samples_mod, "_background_boxes", None)
-
-
-def resize_channels_torch(image_chw, size):
-    """preprocess.resize_channels without MONAI: the same area interpolation, called directly."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image_chw, dtype=np.float32))[None]
-    return torch.nn.functional.interpolate(tensor, size=(size, size), mode="area")[0].numpy()
-
-VARIANTS = {
-    "baseline (library as is)": [],
-    "A: normalise with one percentile pass": [(samples_mod, "normalise_top1", normalise_top1_once)],
-    "B: normalised volumes cached per case": [(samples_mod, "fused_volumes", fused_volumes_cached)],
-    "C: background-ROI masks cached per case": [(samples_mod, "_background_boxes", background_boxes_cached)],
-    "D: resize with torch interpolate (area), no MONAI": [(samples_mod, "resize_channels", resize_channels_torch)],
-    "E: background candidates as flat indices": [(samples_mod, "_background_boxes", background_boxes_flat)],
-    "all: A+B+D+(C with E)": [(samples_mod, "normalise_top1", normalise_top1_once),
-                              (samples_mod, "fused_volumes", fused_volumes_cached),
-                              (samples_mod, "_background_boxes", background_boxes_flat_cached),
-                              (samples_mod, "resize_channels", resize_channels_torch)],
-}
-
-
-def usable_variants():
-    """The variants whose patch targets still exist in the library (it changes under us)."""
-    return {name: patches for name, patches in VARIANTS.items()
-            if all(hasattr(module, attr) for module, attr, _ in patches)}
+# ---------------- candidate speed-ups: benchmarks/case_analysis_variants.py ----------------
+from case_analysis_markdown import STAGES, markdown  # noqa: E402
+from case_analysis_variants import usable_variants  # noqa: E402
 
 
 def check_variants_equal(cases, models, applicable, scene):
@@ -446,110 +339,6 @@ def measure(rounds, variant_rounds):
             "profile": profile, "skipped": skipped, "filled": filled, "packages": packages,
             "train_seconds": train_seconds, "load_seconds": load_seconds, "slicer_seconds": slicer_seconds,
             "import_seconds": IMPORT_SECONDS}
-
-
-def versions_line():
-    import monai
-    import SimpleITK as sitk
-    import vtk
-
-    return (f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on a shared, loaded machine "
-            f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; other engineers' tests were running): "
-            f"absolute times are indicative only (an idle machine is faster), ratios between variants are "
-            f"measured side by side. {torch.get_num_threads()} torch threads, OMP_WAIT_POLICY="
-            f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}; Python {platform.python_version()}, torch "
-            f"{torch.__version__}, MONAI {monai.__version__}, NumPy {np.__version__}, SimpleITK "
-            f"{sitk.Version_VersionString()}, VTK {vtk.vtkVersion.GetVTKVersion()} (slicer-core); "
-            f"{platform.machine()}.")
-
-
-def ms(seconds):
-    return f"{seconds * 1000:.0f}"
-
-
-def markdown(res):
-    lines = ["## Whole-case analysis: phases + mask -> every applicable task -> MRML table", "", versions_line(), ""]
-    tasks = sorted({t for ts in res["applicable"].values() for t in ts})
-    lines.append(f"Tasks in `TASKS` at run time: {', '.join(TASKS)}. Applicable to the demo cases (one phase, "
-                 f"`image`; chosen by `panel_model.applicable_tasks`): **{', '.join(tasks) or 'none'}**. "
-                 f"Model packages trained once at start with `workflows.train_model(..., epochs=1)` "
-                 f"({res['train_seconds']:.0f} s for all).")
-    if res["filled"]:
-        lines.append(f"Placeholder labels (timing only) were filled into the missing cases.csv column(s) "
-                     f"{', '.join(res['filled'])}.")
-    reasons = defaultdict(list)
-    for name, why in res["skipped"].items():
-        reasons[why].append(name)
-    for why, names in reasons.items():
-        lines.append(f"Not applicable / skipped ({len(names)}): {', '.join(names)}: {why}.")
-    lines += ["", f"Median of {res['rounds']} rounds per case (cases interleaved, order alternating); milliseconds. "
-              "`whole` is the library path end to end (`load_case` + `predict_case` per task + "
-              "`prediction_to_table`), timed separately from the staged run; `sum` is the staged run's total.", ""]
-    header = "| case | grid (x,y,z) | lesions | samples per task | " + " | ".join(STAGES) + \
-        " | sum | whole | target | verdict |"
-    lines += [header, "|" + "---|" * 4 + "---:|" * (len(STAGES) + 3) + "---|"]
-    for cid, _ in res["cases"]:
-        st, info = res["stages"][cid], res["info"][cid]
-        total, whole = sum(st.values()), res["whole"][cid]
-        verdict = "meets" if whole <= TARGET_SECONDS else "MISSES"
-        samples = ", ".join(str(v) for v in info["samples"].values())
-        lines.append(f"| {cid} | {info['size']} | {info['lesions']} | {samples} | "
-                     + " | ".join(ms(st[s]) for s in STAGES)
-                     + f" | {ms(total)} | **{ms(whole)}** | <= {TARGET_SECONDS * 1000:.0f} | {verdict} |")
-    slowest = max(res["whole"].values())
-    lines += ["", f"Slowest case: {slowest:.2f} s against the {TARGET_SECONDS:.0f} s target "
-              f"({'met' if slowest <= TARGET_SECONDS else 'MISSED'}).", "",
-              "One-off costs, not per case: "
-              f"library import {res['import_seconds']:.1f} s, `import slicer` {res['slicer_seconds']:.1f} s, "
-              "model load (`models.load_model`, SHA-256 checked) "
-              + ", ".join(f"{t} {s * 1000:.0f} ms" for t, s in res["load_seconds"].items()) + ".", ""]
-    lines += ["### Candidate speed-ups (monkeypatched here, not applied to the library)", "",
-              f"All {len(res['cases'])} cases through the library path per variant; {res['variant_rounds']} rounds; "
-              "within a round every variant runs each case back to back (order rotated per case and round); "
-              "speed-up = median over rounds of baseline time / variant time. Probabilities are checked against "
-              "the baseline's.", "",
-              "| variant | median time, all cases (ms) | speed-up vs baseline | max abs. probability difference |",
-              "|---|---:|---:|---:|"]
-    for name, v in res["variants"].items():
-        lines.append(f"| {name} | {ms(v['median'])} | {v['ratio']:.3f}x | {res['variant_diff'][name]:.1e} |")
-    lines += ["", "What each variant changes (for the main engineer; the benchmark patches these names at run time):", "",
-              "- A, `preprocess.normalise_top1`: compute `low = volume.min()`, `high = np.percentile(volume, 99)` once "
-              "(already done for the constant check) and return `np.clip((volume - low) / (high - low), 0, 1)` in "
-              "float32, instead of calling MONAI's `ScaleIntensityRangePercentiles`, which computes both percentiles "
-              "again with `torch.quantile` on a copy. Same values to ~1e-7 (probabilities to ~1e-6).",
-              "- B, `samples.fused_volumes` (or `jia2019_sampler`): keep the normalised volumes in the case's cache "
-              "(`case._grid_cache`, keyed by the phase tuple) so the second jia2019 task on the same case reuses "
-              "them; today each task normalises every phase again. Identical output.",
-              "- C, `samples._background_boxes`: compute the dilated all-lesion mask (`BinaryDilate` of the sum of "
-              "every lesion mask) and the candidate voxel list (`np.argwhere(liver & ~lesions)`) once per case "
-              "(cache on the case) instead of once per lesion and per task; the random draws are unchanged, so the "
-              "boxes are identical.",
-              "- E, `samples._background_boxes`: `candidates = np.flatnonzero((liver > 0) & (lesions == 0))` and "
-              "`z, cy, cx = np.unravel_index(candidates[rng.integers(len(candidates))], liver.shape)` instead of "
-              "`np.argwhere(...)` and indexing its rows: the same candidates in the same (C) order, so the same "
-              "draws and boxes; 8 bytes per candidate voxel instead of 24 (plus argwhere's temporaries). On lung2 "
-              "(758k liver voxels) tracemalloc put `_background_boxes` at ~36 MiB of the ~41 MiB the predict step "
-              "allocates; see results_memory.md for the measured max-RSS effect.",
-              "- D, `preprocess.resize_channels`: call `torch.nn.functional.interpolate(x[None], (size, size), "
-              "mode='area')[0]` directly instead of building MONAI's `Resize` per crop. Identical output. With A "
-              "this removes MONAI from the jia2019 predict path (preprocess.py is its only importer there), which "
-              "also saves MONAI's import: see results_memory.md (~7 s and ~330 MiB per process on this machine).",
-              ""]
-    total, by_self, by_cum = res["profile"]
-    lines += ["", "### Profile (cProfile, all cases once through the library path, after warm-up)", "",
-              f"Total {total:.2f} s (with cProfile's own overhead).", "",
-              "Top functions by own time:", "", "| own s | cumulative s | calls | function |", "|---:|---:|---:|---|"]
-    for tt, ct, nc, name in by_self:
-        lines.append(f"| {tt:.3f} | {ct:.3f} | {nc} | `{name}` |")
-    lines += ["", "Top library functions by cumulative time:", "", "| cumulative s | own s | calls | function |",
-              "|---:|---:|---:|---|"]
-    library = [r for r in by_cum if r[3].startswith(("HCCAnalysisLib", "benchmarks"))][:15]
-    for tt, ct, nc, name in library:
-        lines.append(f"| {ct:.3f} | {tt:.3f} | {nc} | `{name}` |")
-    return "\n".join(lines) + "\n"
-
-
-THREADS = 2
 
 
 def main(argv=None):

@@ -15,7 +15,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
+
+from HCCAnalysisLib.errors import HCCInputError
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "SampleData"
@@ -298,3 +301,12 @@ def plain_pickle(path, obj):
     with open(path, "wb") as handle:
         pickle.dump(obj, handle)
     return Path(path)
+
+
+def refused(call, *parts, inputs=(), absent=()):
+    """Run `call`, expect HCCInputError whose message holds every part, nothing changed."""
+    with Unchanged(*inputs, absent=absent):
+        with pytest.raises(HCCInputError) as info:
+            call()
+    assert_message(info.value, *parts)
+    return info.value
