@@ -30,7 +30,8 @@ ZHEN_CLASSES = {
 # Paper: SGD, lr 0.1 halved every 20 epochs, momentum 0.9, batch 16. The paper gives no epoch
 # count: 60 epochs = its three LR steps.
 ZHEN_TRAINING = {"optimiser": "sgd", "lr": 0.1, "lr_step": 20, "lr_gamma": 0.5, "epochs": 60, "batch_size": 16,
-                 "weight_decay": 0.0, "finetune_lr_factor": 1.0}
+                 "weight_decay": 0.0, "finetune_lr_factor": 1.0,
+                 "augment": {"rotate_deg": 40.0, "flip_prob": 0.5}}  # random rotations and flips
 ZHEN_SAMPLER = {"spacing_mm": (0.7, 0.7, 7.0), "margin": 0.15}
 
 # (model, sequences, label column, clinical)

@@ -14,6 +14,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
+from .augment import BatchAugmenter
 from .errors import HCCInputError
 from .losses import build_loss
 from .nets import build_net
@@ -108,6 +109,8 @@ def fit(task, samples, device, seed=0, epochs=None, batch_size=None, lr=None, pr
     # patches each carry their slice's 128 x 128 global ROI).
     targets = torch.tensor([s.target for s in samples], dtype=torch.long)
     order_rng = torch.Generator().manual_seed(seed)
+    # Random rotations / flips per epoch where the task asks for them (Zhen 2020).
+    augmenter = BatchAugmenter(settings["augment"], seed) if settings.get("augment") else None
     history, n, started = [], len(samples), time.time()
     for epoch in range(epochs):
         net.train()
@@ -121,7 +124,11 @@ def fit(task, samples, device, seed=0, epochs=None, batch_size=None, lr=None, pr
                 continue
             mine = distributed.shard(batch, rank, size)
             weight = len(mine) * size / len(batch)
-            out = model(**stack_inputs([samples[i] for i in mine.tolist()], device))
+            inputs = stack_inputs([samples[i] for i in mine.tolist()], device)
+            if augmenter is not None:  # parameters drawn for the global batch, applied to this share
+                positions = distributed.shard(torch.arange(len(batch)), rank, size)
+                inputs = augmenter.apply(inputs, augmenter.draw_batch(len(batch)), positions)
+            out = model(**inputs)
             loss = loss_fn(out, targets[mine].to(device))
             optimiser.zero_grad(set_to_none=True)
             (loss * weight).backward()
