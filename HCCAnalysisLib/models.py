@@ -42,18 +42,19 @@ def sha256_of(path, chunk=1 << 20):
 
 
 def library_versions():
-    """Versions that decide whether a result can be reproduced."""
-    import monai
-    import numpy
-    import SimpleITK
-    import sklearn
-    import torch
+    """Versions that decide whether a result can be reproduced (read from the installed
+    distributions: importing MONAI only to print its version would cost seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__
 
-    return {"HCCAnalysisLib": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "monai": monai.__version__, "numpy": numpy.__version__, "SimpleITK": SimpleITK.Version_VersionString(),
-            "scikit-learn": sklearn.__version__}
+    versions = {"HCCAnalysisLib": __version__, "python": platform.python_version()}
+    for name in ("torch", "monai", "numpy", "SimpleITK", "scikit-learn", "timm", "slicer-core"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def _write_json_atomic(path, data):
