@@ -48,6 +48,10 @@ def run_demo(out_dir="out/demo", epochs=None, log=print):
     log(f"[1/3] {TASK}: leave-one-patient-out cross-validation on {n_patients} patients ({COHORT.name})")
     metrics = evaluate_task(TASK, COHORT, out_dir / "evaluation", folds=n_patients, phases=PHASES,
                             pretrained="jia2019-cifar", epochs=epochs, log=log)
+    from .report import make_report
+
+    report = make_report([out_dir / "evaluation"], out_dir / "report")
+    log(f"  report (ROC with DeLong CIs, confusion, kappa, t-SNE): {report}")
     log("[2/3] training the final model on the whole demo cohort")
     train_model(TASK, COHORT, out_dir / "model", PHASES, "jia2019-cifar", epochs, overwrite=True, log=log)
     log(f"[3/3] held-out case {HELD_OUT.name} through MRML nodes")
@@ -55,7 +59,7 @@ def run_demo(out_dir="out/demo", epochs=None, log=print):
     for record in prediction.records():
         log(f"  {record['lesion_name']:28s} -> {record['predicted_class']:10s} P(HCC) = {record['prob_HCC']:.3f}")
     summary = {"seconds": round(time.time() - started, 1), "cv_summary": metrics["summary"],
-               "evaluation": str(out_dir / "evaluation"), "model": str(out_dir / "model"),
+               "evaluation": str(out_dir / "evaluation"), "report": str(report), "model": str(out_dir / "model"),
                "heldout_table": str(out_dir / "heldout_results.tsv"), "scene": str(scene_file)}
     (out_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"done in {summary['seconds']} s: metrics {out_dir / 'evaluation' / 'metrics.json'}, "
