@@ -26,7 +26,8 @@ _MODULE_LOGICS = {
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """Small convolutions run faster on one thread than with two threads fighting a busy CPU."""
+    """One torch thread for a module: small CPU convolutions run several times faster than with two
+    threads competing for a busy 2-core machine (thread-pool synchronisation); restored after."""
     import torch
 
     threads = torch.get_num_threads()

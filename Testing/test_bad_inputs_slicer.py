@@ -11,10 +11,10 @@ import pytest
 import SimpleITK as sitk
 
 from helpers import bad_inputs as bad
+from helpers.mrml import non_linear_warp_node
 from HCCAnalysisLib.errors import HCCInputError
 
 slicer = pytest.importorskip("slicer")
-import vtk  # noqa: E402  (comes with slicer-core)
 from HCCAnalysisLib import slicer_io  # noqa: E402
 from HCCAnalysisLib.infer import predict_case  # noqa: E402
 from HCCAnalysisLib.models import load_model  # noqa: E402
@@ -134,15 +134,7 @@ def test_volume_node_without_image_data(nodes):
 
 def test_phase_under_a_non_linear_transform(nodes):
     scene, image = nodes["scene"], nodes["image"]
-    warp = vtk.vtkThinPlateSplineTransform()
-    source, target = vtk.vtkPoints(), vtk.vtkPoints()
-    for x, y, z in [(0, 0, 0), (100, 0, 0), (0, 100, 0), (0, 0, 100), (50, 50, 50)]:
-        source.InsertNextPoint(x, y, z)
-        target.InsertNextPoint(x, y, z + (5 if x == 50 else 0))
-    warp.SetSourceLandmarks(source)
-    warp.SetTargetLandmarks(target)
-    warp_node = scene.AddNewNodeByClass("vtkMRMLTransformNode")
-    warp_node.SetAndObserveTransformToParent(warp)
+    warp_node = non_linear_warp_node(scene)
     image.SetAndObserveTransformNodeID(warp_node.GetID())
     refused(scene, lambda: slicer_io.case_from_nodes({"image": image}, nodes["segmentation"]),
             f"vtkMRMLScalarVolumeNode 'image' ({image.GetID()}):", "is under a non-linear transform")

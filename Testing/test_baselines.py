@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from HCCAnalysisLib.baselines import (SampleTable, clinical_baseline, extract_radiomics,
                                       radiomics_baseline, radiomics_table)
@@ -24,14 +23,7 @@ ROW_KEYS = ["repeat", "fold", "case_id", "patient_id", "lesion_id", "kind", "lab
             "predicted_class"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One thread: these small CPU steps are several times slower with two threads on a busy
-    2-core runner (thread-pool synchronisation); restored afterwards for other modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one torch thread
 
 
 def _need(path):

@@ -17,14 +17,7 @@ from HCCAnalysisLib.nets import build_net
 from HCCAnalysisLib.nets.fusion import build_wang, build_wang_clinical, build_zhen
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One thread: these small CPU steps are several times slower with two threads on a busy
-    2-core runner (thread-pool synchronisation); restored afterwards for other modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one torch thread
 
 
 # Zhen 2020 Models A-G: (input sequences, classes, clinical vector length: Zhen schema = 34)

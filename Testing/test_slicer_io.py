@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from helpers.mrml import non_linear_warp_node
 from HCCAnalysisLib.case import load_case
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.prediction import Prediction, PredictionRow
@@ -198,15 +199,7 @@ def test_linear_transform_is_applied(slicer_app, case_folder):
     np.testing.assert_allclose(np.subtract(moved.GetOrigin(), local.GetOrigin()), [-10.0, 0.0, 0.0], atol=1e-9)
     np.testing.assert_allclose(moved.GetDirection(), local.GetDirection(), atol=1e-12)
 
-    warp = vtk.vtkThinPlateSplineTransform()  # a non-linear transform cannot become a regular grid
-    source, target = vtk.vtkPoints(), vtk.vtkPoints()
-    for x, y, z in [(0, 0, 0), (100, 0, 0), (0, 100, 0), (0, 0, 100), (50, 50, 50)]:
-        source.InsertNextPoint(x, y, z)
-        target.InsertNextPoint(x, y, z + (5 if x == 50 else 0))
-    warp.SetSourceLandmarks(source)
-    warp.SetTargetLandmarks(target)
-    warp_node = scene.AddNewNodeByClass("vtkMRMLTransformNode")
-    warp_node.SetAndObserveTransformToParent(warp)
+    warp_node = non_linear_warp_node(scene)  # a non-linear transform cannot become a regular grid
     node.SetAndObserveTransformNodeID(warp_node.GetID())
     with pytest.raises(HCCInputError, match="non-linear transform"):
         slicer_io.volume_node_to_sitk(node)

@@ -33,13 +33,7 @@ WANG_TASKS = sorted(n for n in tasks_fusion.TASKS if n.startswith("wang2020"))
 CLI_TASKS = ("wang2020-image", "wang2020-fusion-d-joint")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One thread: ResNet-50 / IRv2 CPU steps are slower with two threads on a busy 2-core runner."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one torch thread
 
 
 @pytest.fixture(scope="module")

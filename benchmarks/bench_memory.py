@@ -13,8 +13,8 @@ the progress callback) and at the end, and its current RSS at the end (/proc/sel
   compared within one process (after the first vs after the last case), which removes the
   +-15 MiB that separate fresh processes differ by. One 8-case run repeats with glibc's mmap
   threshold fixed, to tell allocator high-water marks from memory the library keeps.
-- Candidate change E of bench_case_analysis.py (background-ROI candidates as flat indices,
-  monkeypatched in the child): the largest case alone, to measure the peak it saves.
+- (Candidate change E, background-ROI candidates as flat indices, is in the library now: it
+  took about 30 MiB off lung2's peak when it was measured here as a variant.)
 - Import cost: each child also records time and max RSS after importing torch, SimpleITK,
   monai.transforms and the library's predict path.
 
@@ -59,34 +59,7 @@ def current_rss_mib():
 
 
 # ---------------- child: one fresh process, one cohort ----------------
-def background_boxes_flat(case, lesion_box, count, rng, min_liver_fraction=0.7, tries=400):
-    """samples._background_boxes with the candidates as flat indices (np.flatnonzero) instead of
-    np.argwhere rows: same candidates, same order, same draws; 8 instead of 24 bytes per voxel."""
-    import numpy as np
-    import SimpleITK as sitk
-
-    liver = case.liver_array()
-    lesions = sitk.GetArrayFromImage(sitk.BinaryDilate(
-        sitk.Cast(sum(l.mask for l in case.lesions) > 0, sitk.sitkUInt8), [2, 2, 0]))
-    candidates = np.flatnonzero((liver > 0) & (lesions == 0))
-    y0, y1, x0, x1 = lesion_box
-    height, width = y1 - y0, x1 - x0
-    boxes = []
-    for _ in range(tries):
-        if len(boxes) == count or len(candidates) == 0:
-            break
-        z, cy, cx = np.unravel_index(candidates[rng.integers(len(candidates))], liver.shape)
-        box = (int(cy - height // 2), int(cy - height // 2 + height), int(cx - width // 2), int(cx - width // 2 + width))
-        if box[0] < 0 or box[2] < 0 or box[1] > liver.shape[1] or box[3] > liver.shape[2]:
-            continue
-        if lesions[z, box[0]:box[1], box[2]:box[3]].any():
-            continue
-        if liver[z, box[0]:box[1], box[2]:box[3]].mean() >= min_liver_fraction:
-            boxes.append((int(z), box))
-    return boxes
-
-
-def child(cohort_dir, model_dir, out_dir, threads, patch="none"):
+def child(cohort_dir, model_dir, out_dir, threads):
     sys.path.insert(0, str(ROOT))
     start = time.perf_counter()
     imports = [("python", 0.0, max_rss_mib())]
@@ -98,10 +71,6 @@ def child(cohort_dir, model_dir, out_dir, threads, patch="none"):
     torch.set_num_threads(threads)
     from HCCAnalysisLib.batch import run_cohort
 
-    if patch == "flat":
-        from HCCAnalysisLib import samples
-
-        samples._background_boxes = background_boxes_flat
     start_rss = imports[0][2]
     after_import = max_rss_mib()
     per_case = []
@@ -143,11 +112,10 @@ def make_cohort(folder, cases):
 
 def run_child(cohort_dir, model_dir, out_dir, threads, extra_env=None):
     extra_env = dict(extra_env or {})
-    patch = extra_env.pop("patch", "none")
     env = dict(os.environ, **extra_env)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     proc = subprocess.run([sys.executable, __file__, "--child", str(cohort_dir), str(model_dir), str(out_dir),
-                           str(threads), patch], capture_output=True, text=True, env=env, timeout=170)
+                           str(threads)], capture_output=True, text=True, env=env, timeout=170)
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -201,9 +169,6 @@ def measure(threads, parallel, repeats):
                 jobs[("cohort", n, rep)] = (folder, {})
         # glibc's dynamic mmap threshold as a suspect for peak growth: fixed threshold variant
         jobs[("fixed-mmap", 8, 0)] = (tmp / "cohort-8", {"MALLOC_MMAP_THRESHOLD_": "131072"})
-        # candidate speed-up E of bench_case_analysis.py (flat background candidates): the largest case alone
-        for rep in range(repeats):
-            jobs[("flat", largest[0], rep)] = (tmp / f"case-{largest[0]}", {"patch": "flat"})
         with ThreadPoolExecutor(max_workers=parallel) as pool:
             futures = {key: pool.submit(run_child, folder, model_dir, tmp / ("out-" + "-".join(map(str, key))),
                                         threads, env) for key, (folder, env) in jobs.items()}
@@ -303,17 +268,6 @@ def markdown(res):
               f"no steady rise | {'flat' if kept(longest) <= FLAT_TOLERANCE_MIB else 'RISES'} |",
               f"| max RSS, 1 case vs {big} cases (different processes: +-15 MiB noise between processes) | "
               f"{base:.0f} vs {mean_peak(big):.0f} MiB | | |", ""]
-    flat = [r[key] for key in r if key[0] == "flat"]
-    plain = [r[("cohort", 1, k)] for k in reps_of(1)]
-    if flat:
-        mean_flat = sum(x["end_max_rss"] - x["after_import"] for x in flat) / len(flat)
-        mean_plain = sum(x["end_max_rss"] - x["after_import"] for x in plain) / len(plain)
-        lines += ["### Candidate change E (background candidates as flat indices, see results_case_analysis.md)", "",
-                  f"{res['largest']} alone, fresh processes: case peak - import {mean_plain:.0f} MiB as the library is "
-                  f"({len(plain)} runs: " + ", ".join(f"{x['end_max_rss'] - x['after_import']:.0f}" for x in plain)
-                  + f") vs {mean_flat:.0f} MiB with E ({len(flat)} runs: "
-                  + ", ".join(f"{x['end_max_rss'] - x['after_import']:.0f}" for x in flat)
-                  + f"): {mean_plain - mean_flat:+.0f} MiB saved at the peak.", ""]
     lines += [f"### Import cost (cumulative, in each of the {len(r)} child processes; fastest time and lowest "
               "max RSS over them)", "",
               "| after importing | time (s) | max RSS (MiB) | step adds (MiB) |", "|---|---:|---:|---:|"]
@@ -330,7 +284,7 @@ def main(argv=None):
         make_package(sys.argv[2])
         return None
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6] if len(sys.argv) > 6 else "none")
+        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
         return None
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="accepted for symmetry; the run is already short")

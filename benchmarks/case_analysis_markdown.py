@@ -71,7 +71,7 @@ def markdown(res):
               f"library import {res['import_seconds']:.1f} s, `import slicer` {res['slicer_seconds']:.1f} s, "
               "model load (`models.load_model`, SHA-256 checked) "
               + ", ".join(f"{t} {s * 1000:.0f} ms" for t, s in res["load_seconds"].items()) + ".", ""]
-    lines += ["### Candidate speed-ups (monkeypatched here, not applied to the library)", "",
+    lines += ["### Candidate speed-up still open (monkeypatched here, not applied to the library)", "",
               f"All {len(res['cases'])} cases through the library path per variant; {res['variant_rounds']} rounds; "
               "within a round every variant runs each case back to back (order rotated per case and round); "
               "speed-up = median over rounds of baseline time / variant time. Probabilities are checked against "
@@ -80,29 +80,10 @@ def markdown(res):
               "|---|---:|---:|---:|"]
     for name, v in res["variants"].items():
         lines.append(f"| {name} | {ms(v['median'])} | {v['ratio']:.3f}x | {res['variant_diff'][name]:.1e} |")
-    lines += ["", "What each variant changes (for the main engineer; the benchmark patches these names at run time):", "",
-              "- A, `preprocess.normalise_top1`: compute `low = volume.min()`, `high = np.percentile(volume, 99)` once "
-              "(already done for the constant check) and return `np.clip((volume - low) / (high - low), 0, 1)` in "
-              "float32, instead of calling MONAI's `ScaleIntensityRangePercentiles`, which computes both percentiles "
-              "again with `torch.quantile` on a copy. Same values to ~1e-7 (probabilities to ~1e-6).",
-              "- B, `samples.fused_volumes` (or `jia2019_sampler`): keep the normalised volumes in the case's cache "
-              "(`case._grid_cache`, keyed by the phase tuple) so the second jia2019 task on the same case reuses "
-              "them; today each task normalises every phase again. Identical output.",
-              "- C, `samples._background_boxes`: compute the dilated all-lesion mask (`BinaryDilate` of the sum of "
-              "every lesion mask) and the candidate voxel list (`np.argwhere(liver & ~lesions)`) once per case "
-              "(cache on the case) instead of once per lesion and per task; the random draws are unchanged, so the "
-              "boxes are identical.",
-              "- E, `samples._background_boxes`: `candidates = np.flatnonzero((liver > 0) & (lesions == 0))` and "
-              "`z, cy, cx = np.unravel_index(candidates[rng.integers(len(candidates))], liver.shape)` instead of "
-              "`np.argwhere(...)` and indexing its rows: the same candidates in the same (C) order, so the same "
-              "draws and boxes; 8 bytes per candidate voxel instead of 24 (plus argwhere's temporaries). On lung2 "
-              "(758k liver voxels) tracemalloc put `_background_boxes` at ~36 MiB of the ~41 MiB the predict step "
-              "allocates; see results_memory.md for the measured max-RSS effect.",
-              "- D, `preprocess.resize_channels`: call `torch.nn.functional.interpolate(x[None], (size, size), "
-              "mode='area')[0]` directly instead of building MONAI's `Resize` per crop. Identical output. With A "
-              "this removes MONAI from the jia2019 predict path (preprocess.py is its only importer there), which "
-              "also saves MONAI's import: see results_memory.md (~7 s and ~330 MiB per process on this machine).",
-              ""]
+    lines += ["", "What the variant changes: B, `samples.fused_volumes`: keep the normalised volumes in the "
+              "case's cache (`case._grid_cache`, keyed by the phase tuple) so a second jia2019 task on the same "
+              "case reuses them; each task normalises every phase again today. Identical output. (Variants A, "
+              "C/E and D measured earlier are in the library now: see benchmarks/case_analysis_variants.py.)", ""]
     total, by_self, by_cum = res["profile"]
     lines += ["", "### Profile (cProfile, all cases once through the library path, after warm-up)", "",
               f"Total {total:.2f} s (with cProfile's own overhead).", "",
