@@ -2,7 +2,7 @@
 
 The module is GUI and MRML glue only; the work is done by HCCAnalysisLib (installed beside
 this file). The panel's dynamic parts (per-phase volume selectors, the clinical form) come
-from `HCCAnalysisLib.panel_model`, computed from the task registry.
+from `HCCAnalysisLib.panel.choices`, computed from the task registry.
 """
 
 import functools
@@ -22,10 +22,12 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from HCCAnalysisLib import model_registry, panel_jobs, panel_model
-from HCCAnalysisLib.background import BackgroundRun
-from HCCAnalysisLib.dependencies import missing_requirements
-from HCCAnalysisLib.device import DEVICE_CHOICES, describe_devices
+from HCCAnalysisLib.engine.device import DEVICE_CHOICES, describe_devices
+from HCCAnalysisLib.models import registry as model_registry
+from HCCAnalysisLib.panel import choices as panel_model
+from HCCAnalysisLib.panel import jobs as panel_jobs
+from HCCAnalysisLib.panel.background import BackgroundRun
+from HCCAnalysisLib.panel.dependencies import missing_requirements
 from HCCAnalysisLib.tasks import TASKS
 
 TASK_NAMES = tuple(TASKS)
@@ -430,7 +432,7 @@ class HCCAnalysisTest(ScriptedLoadableModuleTest):
         import tempfile
         from pathlib import Path
 
-        from HCCAnalysisLib.slicer_files import load_case_into_scene
+        from HCCAnalysisLib.slicer_io.files import load_case_into_scene
 
         # HCCANALYSIS_SAMPLE_DATA is set by CMake for ctest; the default works in the source tree.
         data = Path(os.environ.get("HCCANALYSIS_SAMPLE_DATA", Path(__file__).resolve().parents[1] / "SampleData"))

@@ -6,4 +6,4 @@ ARCHITECTURE in docs/DESIGN.md for the data flow.
 
 __version__ = "0.1.0"
 
-from .errors import HCCInputError  # noqa: F401
+from HCCAnalysisLib.errors import HCCInputError  # noqa: F401

@@ -25,9 +25,9 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import write_text_atomic
-from .errors import HCCInputError
-from .prediction import read_tsv, write_records_tsv
+from HCCAnalysisLib.atomic import write_text_atomic
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.data.prediction import read_tsv, write_records_tsv
 
 ERROR_COLUMNS = ("case_id", "error_type", "message", "time")
 _SAFE_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -247,7 +247,7 @@ def batch_settings(cohort_dir, task, model):
 
 def file_case_processor(model, device="auto"):
     """process_case for case folders: load the phases the model reads, then predict."""
-    from .infer import predict_case
+    from HCCAnalysisLib.engine.infer import predict_case
 
     def process(record):
         return predict_case(model, record.load(model.card["phases"], model.task), device=device)
@@ -260,11 +260,11 @@ def load_batch_inputs(cohort_dir, task, model_ref, device="auto"):
 
     Every check happens here, before any output is written.
     """
-    from .cohort import load_cohort
-    from .device import select_device
-    from .model_registry import find_model
-    from .models import load_model
-    from .tasks import get_task
+    from HCCAnalysisLib.data.cohort import load_cohort
+    from HCCAnalysisLib.engine.device import select_device
+    from HCCAnalysisLib.models.registry import find_model
+    from HCCAnalysisLib.models.package import load_model
+    from HCCAnalysisLib.tasks import get_task
 
     if task is not None:
         get_task(task)

@@ -14,7 +14,7 @@ Training runs unchanged under `torchrun --nproc_per_node N -m HCCAnalysisLib.cli
 import argparse
 import sys
 
-from .errors import HCCInputError
+from HCCAnalysisLib.errors import HCCInputError
 
 
 def _common_training(parser):
@@ -29,30 +29,30 @@ def _common_training(parser):
 
 
 def _tasks(args):
-    from .tasks import TASKS
+    from HCCAnalysisLib.tasks import TASKS
 
     for task in TASKS.values():
         print(f"{task.name:32s} {', '.join(task.classes):40s} {task.one_line()}")
 
 
 def _train(args):
-    from .workflows import train_model
+    from HCCAnalysisLib.workflows import train_model
 
     train_model(args.task, args.cohort, args.out, args.phases, args.pretrained, args.epochs, args.seed, args.device,
                 args.overwrite)
 
 
 def _evaluate(args):
-    from .workflows import evaluate_task
+    from HCCAnalysisLib.workflows import evaluate_task
 
     evaluate_task(args.task, args.cohort, args.out, args.folds, args.repeats, args.phases, args.pretrained,
                   args.epochs, args.seed, args.device)
 
 
 def _predict(args):
-    from .workflows import predict_folder
+    from HCCAnalysisLib.workflows import predict_folder
 
-    from .workflows import case_fields
+    from HCCAnalysisLib.workflows import case_fields
 
     fields = case_fields(args.case, args.cases_csv, args.case_id, args.clinical)
     prediction = predict_folder(args.model, args.case, args.out, args.device, case_id=args.case_id, fields=fields)
@@ -61,8 +61,8 @@ def _predict(args):
 
 
 def _saliency(args):
-    from .saliency import save_saliency_volume
-    from .workflows import case_fields
+    from HCCAnalysisLib.engine.saliency import save_saliency_volume
+    from HCCAnalysisLib.workflows import case_fields
 
     fields = case_fields(args.case, args.cases_csv, None, args.clinical)
     save_saliency_volume(args.model, args.case, args.out, device=args.device, fields=fields)
@@ -70,7 +70,7 @@ def _saliency(args):
 
 
 def _demo(args):
-    from .demo import run_demo
+    from HCCAnalysisLib.demo import run_demo
 
     run_demo(args.out, epochs=args.epochs)
 
@@ -120,8 +120,8 @@ def build_parser():
     demo.add_argument("--epochs", type=int, default=None)
     demo.set_defaults(func=_demo)
 
-    from .batch import add_batch_parser
-    from .report import add_report_parser
+    from HCCAnalysisLib.batch import add_batch_parser
+    from HCCAnalysisLib.report.command import add_report_parser
 
     add_batch_parser(sub)
     add_report_parser(sub)

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from .workflows import evaluate_task, train_model
+from HCCAnalysisLib.workflows import evaluate_task, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 COHORT = ROOT / "SampleData" / "demo-cohort"
@@ -24,10 +24,10 @@ DEMO_EPOCHS = 20
 
 def run_held_out_through_mrml(model_dir, case_dir, out_dir):
     """Held-out case -> MRML nodes -> Case -> prediction -> table node -> TSV + scene."""
-    from .models import load_model
-    from .infer import predict_case
-    from .slicer_files import load_case_into_scene, save_scene, standalone_scene
-    from .slicer_io import case_from_nodes, prediction_to_table
+    from HCCAnalysisLib.models.package import load_model
+    from HCCAnalysisLib.engine.infer import predict_case
+    from HCCAnalysisLib.slicer_io.files import load_case_into_scene, save_scene, standalone_scene
+    from HCCAnalysisLib.slicer_io.nodes import case_from_nodes, prediction_to_table
 
     scene = standalone_scene()
     volumes, segmentation = load_case_into_scene(scene, case_dir, PHASES)
@@ -48,7 +48,7 @@ def run_demo(out_dir="out/demo", epochs=None, log=print):
     log(f"[1/3] {TASK}: leave-one-patient-out cross-validation on {n_patients} patients ({COHORT.name})")
     metrics = evaluate_task(TASK, COHORT, out_dir / "evaluation", folds=n_patients, phases=PHASES,
                             pretrained="jia2019-cifar", epochs=epochs, log=log)
-    from .report import make_report
+    from HCCAnalysisLib.report.command import make_report
 
     report = make_report([out_dir / "evaluation"], out_dir / "report")
     log(f"  report (ROC with DeLong CIs, confusion, kappa, t-SNE): {report}")

@@ -1,78 +1,17 @@
-"""The task registry. A task is data: what it reads, how it samples, which net and loss,
-which classes. Adding a method means a net file, a sampler and an entry here."""
+"""The task registry, public face of `methods/`: a task is data (what it reads, how it samples,
+which net and loss, which classes); every paper in `methods.PAPERS` contributes its `TASKS`."""
 
-from .errors import HCCInputError
-from .task_def import Task
+from __future__ import annotations
 
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.methods import registry
+from HCCAnalysisLib.methods.task import Task
 
-# Jia 2019 takes one 2D ROI per lesion and sequence. We take up to 7 axial slices around the
-# largest cross-section (each a sample; the lesion's prediction is their mean): on the bundled
-# demo cohort leave-one-patient-out AUC rose from 0.56 +- 0.52 (3 slices) to 0.94 +- 0.13 (7).
-JIA_TRAINING = {"epochs": 30, "batch_size": 32, "lr": 1e-3, "finetune_lr_factor": 0.5, "weight_decay": 1e-4}
-
-TASKS = {
-    "jia2019-hcc-vs-background": Task(
-        name="jia2019-hcc-vs-background",
-        paper="Jia et al. 2019, KSII TIIS",
-        description="HCC lesion vs. non-tumour liver background, ResNet20 + SPP on three fused MRI sequences",
-        classes=("background", "HCC"),
-        phases=("T2", "S0", "S2"),
-        phase_counts=(1, 3),
-        net="resnet20_spp",
-        net_kwargs={"in_channels": 3, "embedding_dim": 32, "pyramid": (1, 2)},
-        sampler="jia2019",
-        sampler_kwargs={"slices_per_lesion": 7, "background": True, "tsic_window": 16},
-        input_size=32,
-        kind_classes={"lesion": "HCC", "background": "background"},
-        augment=True,
-        training=JIA_TRAINING,
-        pretrained="jia2019-cifar",
-    ),
-    "jia2019-differentiation": Task(
-        name="jia2019-differentiation",
-        paper="Jia et al. 2019, KSII TIIS",
-        description="HCC differentiation grade (poorly / moderately / well), ResNet20 + SPP on fused MRI",
-        classes=("poorly", "moderately", "well"),
-        phases=("T2", "T1out", "S4"),
-        phase_counts=(1, 3),
-        net="resnet20_spp",
-        net_kwargs={"in_channels": 3, "embedding_dim": 32, "pyramid": (1, 2)},
-        sampler="jia2019",
-        sampler_kwargs={"slices_per_lesion": 7, "background": False, "tsic_window": 16},
-        input_size=32,
-        label_column="differentiation",
-        augment=True,
-        training=JIA_TRAINING,
-        pretrained="jia2019-cifar",
-    ),
-}
+# name -> Task, over every paper in methods.PAPERS
+TASKS: dict[str, Task] = registry().tasks
 
 
-def _register(more):
-    for name, task in more.items():
-        if name in TASKS:
-            raise ValueError(f"task {name} is defined twice")
-        TASKS[name] = task
-
-
-def _load_task_families():
-    """Task families defined in their own files (tasks_<family>.py, a TASKS dict each)."""
-    import importlib
-
-    for family in ("tasks_fusion", "tasks_liang_meng"):
-        try:
-            module = importlib.import_module(f"{__package__}.{family}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__package__}.{family}":
-                raise
-            continue
-        _register(module.TASKS)
-
-
-_load_task_families()
-
-
-def get_task(name):
+def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:

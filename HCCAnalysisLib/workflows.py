@@ -5,15 +5,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import distributed
-from .cohort import load_cohort
-from .errors import HCCInputError
-from .evaluate import cross_validate, load_samples, training_set
-from .infer import predict_case, run_net
-from .models import CARD_NAME, load_model, save_model
-from .pretrained import resolve_pretrained
-from .tasks import get_task
-from .train import fit, resolve_device
+from HCCAnalysisLib.engine import distributed
+from HCCAnalysisLib.data.cohort import load_cohort
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.engine.evaluate import cross_validate, load_samples, training_set
+from HCCAnalysisLib.engine.infer import predict_case, run_net
+from HCCAnalysisLib.models.package import CARD_NAME, load_model, save_model
+from HCCAnalysisLib.models.pretrained import resolve_pretrained
+from HCCAnalysisLib.tasks import get_task
+from HCCAnalysisLib.engine.train import fit, resolve_device
 
 
 def parse_phases(task, phases):
@@ -120,7 +120,7 @@ def case_fields(case_dir, cases_csv=None, case_id=None, clinical=()):
 
 def predict_folder(model_dir, case_dir, out_path, device="auto", case_id=None, patient_id=None, fields=None):
     """Run a model package on one case folder (with its table fields) and write the per-lesion TSV."""
-    from .case_loading import load_for_task
+    from HCCAnalysisLib.data.case_loading import load_for_task
 
     if Path(out_path).is_dir():
         raise HCCInputError("is a folder; --out names the results TSV file to write", out_path)

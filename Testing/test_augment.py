@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from HCCAnalysisLib.augment import BatchAugmenter, draw, rotate_flip
+from HCCAnalysisLib.engine.augment import BatchAugmenter, draw, rotate_flip
 
 
 def _image():
@@ -59,10 +59,10 @@ def test_shares_of_a_global_batch_match_the_whole_batch():
 def test_fit_applies_the_task_augmentation_reproducibly(sample_data):
     import dataclasses
 
-    from HCCAnalysisLib.cohort import load_cohort
-    from HCCAnalysisLib.evaluate import load_samples
+    from HCCAnalysisLib.data.cohort import load_cohort
+    from HCCAnalysisLib.engine.evaluate import load_samples
     from HCCAnalysisLib.tasks import get_task
-    from HCCAnalysisLib.train import fit
+    from HCCAnalysisLib.engine.train import fit
 
     plain = get_task("jia2019-hcc-vs-background")
     augmented = dataclasses.replace(plain, training=dict(plain.training, augment={"rotate_deg": 40, "flip_prob": 0.5}))

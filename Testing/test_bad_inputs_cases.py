@@ -117,7 +117,7 @@ import pytest
 
 from helpers import bad_inputs as bad
 from HCCAnalysisLib.clinical.schemas import WANG2020_SCHEMA
-from HCCAnalysisLib.cohort import load_cohort
+from HCCAnalysisLib.data.cohort import load_cohort
 
 OK_ROWS = ["breast1,p1,MR", "lung1,p2,CT"]
 
@@ -225,7 +225,7 @@ def test_more_folds_than_patients(tmp_path, cohort, capsys):
 
 
 def test_folds_checked_before_cases_are_loaded(tmp_path, cohort, capsys, monkeypatch):
-    import HCCAnalysisLib.evaluate as evaluate
+    import HCCAnalysisLib.engine.evaluate as evaluate
 
     def no_loading(*args, **kwargs):
         raise AssertionError("cases were loaded although the fold count was impossible")

@@ -14,8 +14,8 @@ import SimpleITK as sitk
 
 from helpers import bad_inputs as bad
 from helpers.dicom_series import crop_small, write_mixed_series, write_series, write_stray_slice_series
-from HCCAnalysisLib.case import load_case
-from HCCAnalysisLib.imageio import read_image
+from HCCAnalysisLib.data.case import load_case
+from HCCAnalysisLib.io.images import read_image
 
 SRC = bad.SMALL_CASE / "image.nrrd"
 

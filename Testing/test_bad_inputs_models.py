@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from helpers import bad_inputs as bad
-from HCCAnalysisLib import pretrained
-from HCCAnalysisLib.case import load_case
-from HCCAnalysisLib.infer import predict_case
-from HCCAnalysisLib.models import load_model, sha256_of
+from HCCAnalysisLib.models import pretrained
+from HCCAnalysisLib.data.case import load_case
+from HCCAnalysisLib.engine.infer import predict_case
+from HCCAnalysisLib.models.package import load_model, sha256_of
 from HCCAnalysisLib.nets.jia2019_weights import from_jia2019, load_jia2019_file
-from HCCAnalysisLib.pretrained import resolve_pretrained
+from HCCAnalysisLib.models.pretrained import resolve_pretrained
 
 BUNDLED_PKL = bad.SAMPLE / "pretrained-jia2019" / "cifar_resnet_32_dict_withSPP.pkl"
 
@@ -106,7 +106,7 @@ def test_load_model_on_cuda_where_none_exists(package):
 # ---------------------------------------------------------------- prediction inputs -----------------
 
 def test_two_phases_for_a_three_channel_task(tmp_path):
-    from HCCAnalysisLib.infer import make_samples
+    from HCCAnalysisLib.engine.infer import make_samples
     from HCCAnalysisLib.tasks import get_task
 
     case_dir = bad.copy_case(tmp_path / "case", image_name="arterial.nrrd")

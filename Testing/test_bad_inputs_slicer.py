@@ -15,10 +15,10 @@ from helpers.mrml import non_linear_warp_node
 from HCCAnalysisLib.errors import HCCInputError
 
 slicer = pytest.importorskip("slicer")
-from HCCAnalysisLib import slicer_io  # noqa: E402
-from HCCAnalysisLib.infer import predict_case  # noqa: E402
-from HCCAnalysisLib.models import load_model  # noqa: E402
-from HCCAnalysisLib.slicer_files import load_case_into_scene  # noqa: E402
+from HCCAnalysisLib.slicer_io import nodes as slicer_io  # noqa: E402
+from HCCAnalysisLib.engine.infer import predict_case  # noqa: E402
+from HCCAnalysisLib.models.package import load_model  # noqa: E402
+from HCCAnalysisLib.slicer_io.files import load_case_into_scene  # noqa: E402
 
 
 def scene_state(scene):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from HCCAnalysisLib.baselines import (SampleTable, clinical_baseline, extract_radiomics,
+from HCCAnalysisLib.methods.wang2020.baselines import (SampleTable, clinical_baseline, extract_radiomics,
                                       radiomics_baseline, radiomics_table)
-from HCCAnalysisLib.baselines_folds import check_folds
+from HCCAnalysisLib.methods.wang2020.baselines_folds import check_folds
 from HCCAnalysisLib.errors import HCCInputError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from HCCAnalysisLib.batch import add_batch_parser, case_file_stem, main, merge_results, run_batch, run_cohort
-from HCCAnalysisLib.cohort import load_cohort
+from HCCAnalysisLib.data.cohort import load_cohort
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.model_registry import untrained_package
-from HCCAnalysisLib.prediction import read_tsv
+from HCCAnalysisLib.models.registry import untrained_package
+from HCCAnalysisLib.data.prediction import read_tsv
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "SampleData" / "demo-cohort"
@@ -121,7 +121,7 @@ def test_a_second_concurrent_run_into_the_same_folder_is_refused(tmp_path):
 
 def test_cancel_keeps_finished_cases_and_merge_is_byte_exact(tmp_path, model_dir):
     from HCCAnalysisLib.batch import file_case_processor
-    from HCCAnalysisLib.models import load_model
+    from HCCAnalysisLib.models.package import load_model
 
     records = load_cohort(DEMO).records
     model = load_model(model_dir, "cpu")

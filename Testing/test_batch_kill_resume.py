@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from HCCAnalysisLib.prediction import read_tsv
+from HCCAnalysisLib.data.prediction import read_tsv
 from test_batch import ROOT, TASK, make_cohort, make_model
 
 # 5 kills in CI; benchmarks/bench_kill_resume.py runs the same test with 20 (HCC_KILLS).

@@ -6,7 +6,7 @@ import numpy as np
 import SimpleITK as sitk
 import pytest
 
-from HCCAnalysisLib.case import load_case
+from HCCAnalysisLib.data.case import load_case
 from HCCAnalysisLib.errors import HCCInputError
 
 

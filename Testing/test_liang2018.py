@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.label_map_svm import LabelMapSVM, class_proportions, label_map, lesion_features
+from HCCAnalysisLib.methods.liang2018.label_map_svm import LabelMapSVM, class_proportions, label_map, lesion_features
 from HCCAnalysisLib.losses import build_loss
 from HCCAnalysisLib.losses.centre import CentreLoss, ResGLLoss, inter_loss
 from HCCAnalysisLib.nets import build_net
-from HCCAnalysisLib.patches import pace, patch_centres, sample_lesion_patches
+from HCCAnalysisLib.methods.liang2018.patches import pace, patch_centres, sample_lesion_patches
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lesions"
 TINY = {"width": 4, "blocks": 1, "phase_features": 16, "lstm_hidden": 8}

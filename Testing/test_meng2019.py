@@ -16,7 +16,7 @@ import torch
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.losses import build_loss
 from HCCAnalysisLib.nets import build_net
-from HCCAnalysisLib.tiles import (aggregate_tile_probabilities, cut_tiles, image_from_array,
+from HCCAnalysisLib.methods.meng2019.tiles import (aggregate_tile_probabilities, cut_tiles, image_from_array,
                                   image_from_vector_volume_node, mean_stretch, prepare_tiles, read_microscopy_image,
                                   reassemble_tiles, tile_samples)
 

@@ -6,8 +6,8 @@ import zipfile
 
 import pytest
 
-from HCCAnalysisLib import model_registry as reg
-from HCCAnalysisLib.device import select_device
+from HCCAnalysisLib.models import registry as reg
+from HCCAnalysisLib.engine.device import select_device
 from HCCAnalysisLib.errors import HCCInputError
 from test_batch import ROOT, TASK, make_model
 

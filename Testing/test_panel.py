@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from HCCAnalysisLib import panel_model
-from HCCAnalysisLib.background import BackgroundRun
+from HCCAnalysisLib.panel import choices as panel_model
+from HCCAnalysisLib.panel.background import BackgroundRun
 from HCCAnalysisLib.clinical.schemas import SCHEMAS
-from HCCAnalysisLib.dependencies import missing_requirements
+from HCCAnalysisLib.panel.dependencies import missing_requirements
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.tasks import TASKS
 from test_batch import DEMO, TASK, make_model
@@ -106,8 +106,8 @@ def test_missing_requirements(tmp_path):
 @pytest.fixture
 def demo_nodes(slicer_app):
     """The demo case lung1 as MRML nodes: image volume + segmentation (liver, lesion 1)."""
-    from HCCAnalysisLib.cohort import load_cohort
-    from HCCAnalysisLib.slicer_files import load_case_into_scene
+    from HCCAnalysisLib.data.cohort import load_cohort
+    from HCCAnalysisLib.slicer_io.files import load_case_into_scene
 
     record = load_cohort(DEMO).records[0]
     volumes, segmentation = load_case_into_scene(slicer_app.scene, record.folder, ["image"])
@@ -115,10 +115,10 @@ def demo_nodes(slicer_app):
 
 
 def test_apply_on_mrml_nodes_matches_the_file_path_and_fills_a_table(demo_nodes, tmp_path, monkeypatch):
-    from HCCAnalysisLib import panel_jobs
-    from HCCAnalysisLib.cohort import load_cohort
-    from HCCAnalysisLib.infer import predict_case
-    from HCCAnalysisLib.models import load_model
+    from HCCAnalysisLib.panel import jobs as panel_jobs
+    from HCCAnalysisLib.data.cohort import load_cohort
+    from HCCAnalysisLib.engine.infer import predict_case
+    from HCCAnalysisLib.models.package import load_model
 
     scene, volumes, segmentation = demo_nodes
     model_dir = make_model(tmp_path / "model")
@@ -139,7 +139,7 @@ def test_apply_on_mrml_nodes_matches_the_file_path_and_fills_a_table(demo_nodes,
 
     # "Run all": the installed model is found through the models folder.
     monkeypatch.setenv("HCCANALYSIS_MODELS_DIR", str(tmp_path / "models"))
-    from HCCAnalysisLib.model_registry import import_package
+    from HCCAnalysisLib.models.registry import import_package
 
     import_package(model_dir)
     jobs = panel_jobs.applicable_jobs(volumes, segmentation, None, "cpu")

@@ -10,7 +10,7 @@ import pytest
 
 from HCCAnalysisLib.cli import main
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.models import load_model, sha256_of
+from HCCAnalysisLib.models.package import load_model, sha256_of
 
 TASK = "jia2019-hcc-vs-background"
 

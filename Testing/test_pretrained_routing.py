@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.pretrained import resolve_pretrained
+from HCCAnalysisLib.models.pretrained import resolve_pretrained
 from HCCAnalysisLib.tasks import get_task
-from HCCAnalysisLib.train import build_task_net
+from HCCAnalysisLib.engine.train import build_task_net
 
 
 def test_fusion_task_takes_a_local_resnet50_file(tmp_path):

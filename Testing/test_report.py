@@ -24,8 +24,10 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from HCCAnalysisLib import HCCInputError, stats
-from HCCAnalysisLib.report import add_report_parser, make_report
+from HCCAnalysisLib import HCCInputError
+
+from HCCAnalysisLib.stats import tests as stats
+from HCCAnalysisLib.report.command import add_report_parser, make_report
 
 REFERENCE = Path(__file__).parent / "reference"
 FACTORS = ["Age", "Gender", "HBsAg", "Cirrhosis", "ALT", "AST", "AFP", "Tumorsize",

@@ -9,15 +9,17 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from HCCAnalysisLib import panel_jobs
-from HCCAnalysisLib.cohort import load_cohort
+from HCCAnalysisLib.panel import jobs as panel_jobs
+from HCCAnalysisLib.data.cohort import load_cohort
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.models import LoadedModel, load_model
-from HCCAnalysisLib.preprocess import crop_2d, resize_channels
-from HCCAnalysisLib.saliency import (PLACED_SAMPLERS, paste_maps, placed_samples, saliency_maps, saliency_volume,
+from HCCAnalysisLib.models.package import LoadedModel, load_model
+from HCCAnalysisLib.data.preprocess import crop_2d, resize_channels
+from HCCAnalysisLib.engine.saliency import (PLACED_SAMPLERS, paste_maps, placed_samples, saliency_maps, saliency_volume,
                                      save_saliency_volume)
-from HCCAnalysisLib.samplers_fusion import resize_bilinear
-from HCCAnalysisLib.samples import Placement, fused_volumes, get_sampler
+from HCCAnalysisLib.data.preprocess import fused_volumes
+from HCCAnalysisLib.data.samples import Placement
+from HCCAnalysisLib.data.stacked_inputs import resize_bilinear
+from HCCAnalysisLib.methods import get_sampler
 from HCCAnalysisLib.tasks import TASKS, get_task
 from HCCAnalysisLib.workflows import train_model
 
@@ -204,7 +206,7 @@ def test_tasks_without_placement_are_refused_before_any_work(lung1):
 def test_panel_shows_the_saliency_volume_over_the_input_volume(trained, lung1, slicer_app):
     import vtk
 
-    from HCCAnalysisLib.slicer_files import load_case_into_scene
+    from HCCAnalysisLib.slicer_io.files import load_case_into_scene
 
     model_dir, model = trained
     record, case = lung1
@@ -244,8 +246,8 @@ def test_wang_joint_net_dict_output_and_clinical_input_pass_through(tmp_path):
     """Wang 2020 fusion D (joint loss): the net returns a dict and reads `clinical` beside the
     image; the map explains out["logits"] for that clinical vector (autograd reference)."""
     from helpers import fusion_cohort as fc
-    from HCCAnalysisLib.infer import make_samples
-    from HCCAnalysisLib.train import build_task_net
+    from HCCAnalysisLib.engine.infer import make_samples
+    from HCCAnalysisLib.engine.train import build_task_net
 
     task = get_task("wang2020-fusion-d-joint")
     record = load_cohort(fc.wang_cohort(tmp_path / "cohort")).records[0]

@@ -14,13 +14,13 @@ import pytest
 import SimpleITK as sitk
 
 from helpers.mrml import non_linear_warp_node
-from HCCAnalysisLib.case import load_case
+from HCCAnalysisLib.data.case import load_case
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.prediction import Prediction, PredictionRow
+from HCCAnalysisLib.data.prediction import Prediction, PredictionRow
 
 slicer = pytest.importorskip("slicer")
 import vtk  # noqa: E402  (comes with slicer-core)
-from HCCAnalysisLib import slicer_io  # noqa: E402
+from HCCAnalysisLib.slicer_io import nodes as slicer_io  # noqa: E402
 
 def assert_same_geometry(a, b, tol=1e-6):  # mm, and direction cosines
     assert a.GetSize() == b.GetSize()
@@ -102,7 +102,7 @@ def lung_nodes(slicer_app, case_folder):
 
 
 def test_import_does_not_load_slicer():
-    code = ("import sys, HCCAnalysisLib.slicer_io; "
+    code = ("import sys, HCCAnalysisLib.slicer_io.nodes; "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('slicer', 'vtk', 'vtkmodules')]")
     subprocess.run([sys.executable, "-c", code], check=True)
 

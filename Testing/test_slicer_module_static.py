@@ -184,7 +184,7 @@ def test_requirements_are_parseable_commented_and_leave_torch_to_the_extension()
 
 
 def test_models_json_is_a_valid_registry():
-    from HCCAnalysisLib.model_registry import load_registry
+    from HCCAnalysisLib.models.registry import load_registry
 
     data = json.loads((MODULE / "Resources" / "Models.json").read_text())
     assert len(load_registry(MODULE / "Resources" / "Models.json")) == len(data["models"])
@@ -222,9 +222,9 @@ def test_module_loads_before_its_dependencies_are_installed():
         "        if name.split('.')[0] in HEAVY: raise ImportError('not installed yet: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         f"for name in {imported!r}: importlib.import_module(name)\n"
-        "from HCCAnalysisLib import panel_model\n"
+        "from HCCAnalysisLib.panel import choices as panel_model\n"
         "print(len(panel_model.missing_inputs(panel_model.task_choices()[0].name, {}, [], '')))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    assert "HCCAnalysisLib.panel_jobs" in imported and int(run.stdout) > 0
+    assert "HCCAnalysisLib.panel.jobs" in imported and int(run.stdout) > 0

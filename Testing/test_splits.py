@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from HCCAnalysisLib.cohort import CaseRecord
+from HCCAnalysisLib.data.cohort import CaseRecord
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.evaluate import patient_folds
+from HCCAnalysisLib.engine.evaluate import patient_folds
 
 
 def _records(n_patients=12, cases_per_patient=3):

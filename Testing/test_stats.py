@@ -1,4 +1,4 @@
-"""HCCAnalysisLib.stats against independent references.
+"""HCCAnalysisLib.stats.tests against independent references.
 
 DeLong: R's pROC on real clinical data with heavy ties (numbers in
 Testing/reference/delong_pROC.csv, made by delong_pROC.R). Clopper-Pearson, McNemar
@@ -19,7 +19,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from HCCAnalysisLib import HCCInputError, stats
+from HCCAnalysisLib import HCCInputError
+
+from HCCAnalysisLib.stats import tests as stats
 
 REFERENCE = Path(__file__).parent / "reference"
 

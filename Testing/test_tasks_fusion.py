@@ -17,19 +17,20 @@ import SimpleITK as sitk
 import torch
 
 from helpers import fusion_cohort as fc
-from HCCAnalysisLib import tasks_fusion
+from HCCAnalysisLib.methods.wang2020 import tasks as wang_tasks
+from HCCAnalysisLib.methods.zhen2020 import tasks as zhen_tasks
 from HCCAnalysisLib.cli import main
 from HCCAnalysisLib.clinical.schemas import get_schema
-from HCCAnalysisLib.cohort import load_cohort
+from HCCAnalysisLib.data.cohort import load_cohort
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.infer import aggregate, make_samples, predict_case, run_net
-from HCCAnalysisLib.models import load_model, save_model
-from HCCAnalysisLib.samplers_fusion import zhen_lesion_grid
+from HCCAnalysisLib.engine.infer import aggregate, make_samples, predict_case, run_net
+from HCCAnalysisLib.models.package import load_model, save_model
+from HCCAnalysisLib.methods.zhen2020.sampler import zhen_lesion_grid
 from HCCAnalysisLib.tasks import get_task
-from HCCAnalysisLib.train import build_task_net, fit, set_seed
+from HCCAnalysisLib.engine.train import build_task_net, fit, set_seed
 
-ZHEN_TASKS = sorted(n for n in tasks_fusion.TASKS if n.startswith("zhen2020"))
-WANG_TASKS = sorted(n for n in tasks_fusion.TASKS if n.startswith("wang2020"))
+ZHEN_TASKS = sorted(zhen_tasks.TASKS)
+WANG_TASKS = sorted(wang_tasks.TASKS)
 CLI_TASKS = ("wang2020-image", "wang2020-fusion-d-joint")
 
 
@@ -68,7 +69,7 @@ def _rows(path):
 # --- every registered task -------------------------------------------------------------------
 
 def test_registry_matches_the_papers():
-    tasks = tasks_fusion.TASKS
+    tasks = {**zhen_tasks.TASKS, **wang_tasks.TASKS}
     assert sorted(tasks) == sorted([f"zhen2020-model-{m}" for m in "abcdefg"] + ["wang2020-image"]
                                    + [f"wang2020-fusion-{v}" for v in "abcd"] + ["wang2020-fusion-d-joint"])
     for task in tasks.values():
@@ -298,8 +299,8 @@ def test_wang_joint_through_mrml_nodes(trained, wang_root, slicer_app):
     """The held-out case as MRML nodes + its cases.csv fields -> Case -> prediction -> table node:
     the same numbers as the file route (`hcc batch`)."""
     _, model_dir = trained
-    from HCCAnalysisLib.slicer_files import load_case_into_scene
-    from HCCAnalysisLib.slicer_io import case_from_nodes, prediction_to_table
+    from HCCAnalysisLib.slicer_io.files import load_case_into_scene
+    from HCCAnalysisLib.slicer_io.nodes import case_from_nodes, prediction_to_table
 
     heldout = wang_root[1]
     fields = load_cohort(heldout.parent).records[0].fields

@@ -23,10 +23,10 @@ import pytest
 import SimpleITK as sitk
 
 from HCCAnalysisLib.cli import main
-from HCCAnalysisLib.cohort import load_cohort
+from HCCAnalysisLib.data.cohort import load_cohort
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.infer import make_samples
-from HCCAnalysisLib.patches import pace
+from HCCAnalysisLib.engine.infer import make_samples
+from HCCAnalysisLib.methods.liang2018.patches import pace
 from HCCAnalysisLib.tasks import get_task
 
 LIANG = "liang2018-resgl-bdlstm-small"
@@ -154,10 +154,10 @@ def test_liang_cli_train_predict_evaluate(liang_model, liang_cohort, tmp_path):
 
 
 def test_liang_votes_label_map_node(liang_model, liang_cohort, tmp_path, slicer_app):
-    from HCCAnalysisLib.case import load_case
-    from HCCAnalysisLib.label_map_output import label_map_image, label_map_to_node, predict_with_votes
-    from HCCAnalysisLib.models import load_model
-    from HCCAnalysisLib.slicer_io import volume_node_to_sitk
+    from HCCAnalysisLib.data.case import load_case
+    from HCCAnalysisLib.methods.liang2018.label_map_output import label_map_image, label_map_to_node, predict_with_votes
+    from HCCAnalysisLib.models.package import load_model
+    from HCCAnalysisLib.slicer_io.nodes import volume_node_to_sitk
 
     model = load_model(liang_model)
     case = load_case(liang_cohort / "brain1", phases=model.card["phases"])
@@ -221,7 +221,7 @@ def slab_cohort(tmp_path_factory, sample_data):
 
 
 def test_liang_label_map_svm_stage(slab_cohort, tmp_path):
-    from HCCAnalysisLib.label_map_output import label_map_svm_cross_validate
+    from HCCAnalysisLib.methods.liang2018.label_map_output import label_map_svm_cross_validate
 
     task = get_task(LIANG)
     cohort = load_cohort(slab_cohort)
@@ -244,8 +244,8 @@ def test_liang_label_map_svm_stage(slab_cohort, tmp_path):
 # ---- Meng 2019 -------------------------------------------------------------------------------------
 
 def test_microscopy_case_loading(sample_data, tmp_path):
-    from HCCAnalysisLib.microscopy_case import load_microscopy_case
-    from HCCAnalysisLib.tiles import read_microscopy_image
+    from HCCAnalysisLib.data.microscopy_case import load_microscopy_case
+    from HCCAnalysisLib.methods.meng2019.tiles import read_microscopy_image
 
     folder = sample_data / "histology" / "tumour1"
     case = load_microscopy_case(folder, case_id="t1", patient_id="p", fields={"metastasis": "high"})
@@ -306,10 +306,10 @@ def test_meng_cli_train_predict_evaluate(meng_model, sample_data, tmp_path):
 def test_meng_vector_volume_node_matches_file(meng_model, sample_data, tmp_path, slicer_app):
     """The H&E image loaded as a Slicer RGB vector volume (NRRD through Slicer's volume storage node,
     as Slicer keeps RGB images) gives exactly the file path's prediction."""
-    from HCCAnalysisLib.infer import predict_case
-    from HCCAnalysisLib.microscopy_case import microscopy_case_from_node
-    from HCCAnalysisLib.models import load_model
-    from HCCAnalysisLib.tiles import read_microscopy_image
+    from HCCAnalysisLib.engine.infer import predict_case
+    from HCCAnalysisLib.data.microscopy_case import microscopy_case_from_node
+    from HCCAnalysisLib.models.package import load_model
+    from HCCAnalysisLib.methods.meng2019.tiles import read_microscopy_image
 
     slicer = pytest.importorskip("slicer")
     case_dir = sample_data / "histology" / "stroma1"
@@ -334,8 +334,9 @@ def test_meng_vector_volume_node_matches_file(meng_model, sample_data, tmp_path,
 def test_meng_through_the_panel_job(meng_model, sample_data, tmp_path, slicer_app):
     """The panel's job path takes an RGB volume node and no segmentation for a microscopy task,
     and gives the file path's prediction."""
-    from HCCAnalysisLib import panel_jobs, panel_model
-    from HCCAnalysisLib.tiles import read_microscopy_image
+    from HCCAnalysisLib.panel import jobs as panel_jobs
+    from HCCAnalysisLib.panel import choices as panel_model
+    from HCCAnalysisLib.methods.meng2019.tiles import read_microscopy_image
 
     case_dir = sample_data / "histology" / "tumour1"
     assert main(["predict", "--model", str(meng_model), "--case", str(case_dir), "--out", str(tmp_path / "f.tsv")]) == 0

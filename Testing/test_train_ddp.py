@@ -34,7 +34,7 @@ def _train(tmp_path, processes, optimiser, port):
 
 def _net(state):
     from HCCAnalysisLib.tasks import get_task
-    from HCCAnalysisLib.train import build_task_net
+    from HCCAnalysisLib.engine.train import build_task_net
 
     net = build_task_net(get_task("jia2019-hcc-vs-background"))
     net.load_state_dict(state)
@@ -50,9 +50,9 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path):
             torch.testing.assert_close(one[key], two[key], rtol=1e-2, atol=5e-3, msg=key)
     # Meaningful only if training moved the weights away from the seeded start.
     from HCCAnalysisLib.tasks import get_task
-    from HCCAnalysisLib.train import build_task_net, set_seed
+    from HCCAnalysisLib.engine.train import build_task_net, set_seed
 
-    from HCCAnalysisLib.pretrained import resolve_pretrained
+    from HCCAnalysisLib.models.pretrained import resolve_pretrained
 
     set_seed(3)
     start = build_task_net(get_task("jia2019-hcc-vs-background"), resolve_pretrained("jia2019-cifar")[1]).state_dict()
@@ -62,10 +62,10 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path):
 
 def test_two_processes_with_adam_make_the_same_predictions(tmp_path, sample_data):
     one, two = _net(_train(tmp_path, 1, "adam", 29519)[0]), _net(_train(tmp_path, 2, "adam", 29520)[0])
-    from HCCAnalysisLib.cohort import load_cohort
-    from HCCAnalysisLib.evaluate import load_samples
+    from HCCAnalysisLib.data.cohort import load_cohort
+    from HCCAnalysisLib.engine.evaluate import load_samples
     from HCCAnalysisLib.tasks import get_task
-    from HCCAnalysisLib.infer import run_net
+    from HCCAnalysisLib.engine.infer import run_net
 
     task = get_task("jia2019-hcc-vs-background")
     samples = [s for group in load_samples(task, load_cohort(sample_data / "demo-cohort"), ["image"], 3,

@@ -50,10 +50,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _T0 = time.perf_counter()
 import torch  # noqa: E402
 
-from HCCAnalysisLib import infer, samples as samples_mod  # noqa: E402
-from HCCAnalysisLib.case import load_case  # noqa: E402
-from HCCAnalysisLib.models import load_model  # noqa: E402
-from HCCAnalysisLib.prediction import Prediction  # noqa: E402
+from HCCAnalysisLib.engine import infer  # noqa: E402
+
+from HCCAnalysisLib.data import samples as samples_mod  # noqa: E402
+from HCCAnalysisLib.data.case import load_case  # noqa: E402
+from HCCAnalysisLib.models.package import load_model  # noqa: E402
+from HCCAnalysisLib.data.prediction import Prediction  # noqa: E402
 from HCCAnalysisLib.tasks import TASKS  # noqa: E402
 from HCCAnalysisLib.workflows import train_model  # noqa: E402
 
@@ -205,7 +207,7 @@ def library_path(folder, case_id, models, tasks, scene):
 
 
 def slicer_io():
-    from HCCAnalysisLib import slicer_io as module
+    from HCCAnalysisLib.slicer_io import nodes as module
 
     return module
 
@@ -297,7 +299,7 @@ def measure(rounds, variant_rounds):
             start = time.perf_counter()
             models[name] = load_model(folder, "cpu")
             load_seconds[name] = time.perf_counter() - start
-        from HCCAnalysisLib.panel_model import applicable_tasks
+        from HCCAnalysisLib.panel.choices import applicable_tasks
 
         cases = case_folders()
         applicable = {}

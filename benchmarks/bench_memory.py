@@ -129,7 +129,7 @@ IMPORT_STEPS = (("torch", "import torch"), ("+ SimpleITK", "import SimpleITK"),
 def make_package(folder):
     """Child mode: write the model package (keeps torch out of the parent, see measure())."""
     sys.path.insert(0, str(ROOT))
-    from HCCAnalysisLib.model_registry import untrained_package
+    from HCCAnalysisLib.models.registry import untrained_package
 
     untrained_package(folder, TASK, ["image"])
 

@@ -1,4 +1,4 @@
-"""Training-step overhead of `HCCAnalysisLib.train.fit` against a bare PyTorch loop.
+"""Training-step overhead of `HCCAnalysisLib.engine.train.fit` against a bare PyTorch loop.
 
 Both train the same ResNet20+SPP (`build_net("resnet20_spp", num_classes=2, in_channels=3,
 embedding_dim=32, pyramid=(1, 2))`, the net of task jia2019-hcc-vs-background) on the same
@@ -35,11 +35,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from HCCAnalysisLib.cohort import load_cohort  # noqa: E402
-from HCCAnalysisLib.evaluate import load_samples, training_set  # noqa: E402
+from HCCAnalysisLib.data.cohort import load_cohort  # noqa: E402
+from HCCAnalysisLib.engine.evaluate import load_samples, training_set  # noqa: E402
 from HCCAnalysisLib.nets import build_net  # noqa: E402
 from HCCAnalysisLib.tasks import get_task  # noqa: E402
-from HCCAnalysisLib.train import fit  # noqa: E402
+from HCCAnalysisLib.engine.train import fit  # noqa: E402
 
 COHORT = ROOT / "SampleData" / "demo-cohort"
 TASK = "jia2019-hcc-vs-background"
@@ -183,7 +183,7 @@ def markdown(res, threads):
         "| variant | median time per run (s) | per step (ms) |",
         "|---|---:|---:|",
         f"| bare PyTorch loop | {res['bare']:.3f} | {res['bare'] / res['steps'] * 1000:.1f} |",
-        f"| `HCCAnalysisLib.train.fit` | {res['fit']:.3f} | {res['fit'] / res['steps'] * 1000:.1f} |",
+        f"| `HCCAnalysisLib.engine.train.fit` | {res['fit']:.3f} | {res['fit'] / res['steps'] * 1000:.1f} |",
         "",
         "| measure | measured | target | verdict |",
         "|---|---:|---:|---|",

@@ -7,7 +7,7 @@ indices) and D (torch area resize) were measured here first and are now in the l
 (measured 1.36-1.45x together on the whole-case path, and MONAI off the Jia path).
 """
 
-from HCCAnalysisLib import samples as samples_mod
+from HCCAnalysisLib.data import samples as samples_mod
 
 
 def fused_volumes_cached(case, phases, channels):

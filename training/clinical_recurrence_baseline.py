@@ -25,13 +25,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from HCCAnalysisLib.baselines import SampleTable, clinical_baseline  # noqa: E402
-from HCCAnalysisLib.baselines_pathway import clinical_pathway_cv  # noqa: E402
+from HCCAnalysisLib.methods.wang2020.baselines import SampleTable, clinical_baseline  # noqa: E402
+from HCCAnalysisLib.methods.wang2020.baselines_pathway import clinical_pathway_cv  # noqa: E402
 from HCCAnalysisLib.clinical.schemas import (ASAUR_WANG2020_BITS, WANG2020_SCHEMA,  # noqa: E402
                                              asaur_derivable_columns, asaur_early_recurrence,
                                              wang2020_vector_from_asaur)
 from HCCAnalysisLib.errors import HCCInputError  # noqa: E402
-from HCCAnalysisLib.stats_delong import delong_ci, delong_test  # noqa: E402
+from HCCAnalysisLib.stats.delong import delong_ci, delong_test  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "clinical" / "asaur_hepatoCellular.csv"
 DOC = REPO / "docs" / "methods-fusion.md"

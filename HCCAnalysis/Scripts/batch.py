@@ -34,7 +34,7 @@ _make_library_importable()
 from HCCAnalysisLib.batch import (BatchProgress, add_batch_arguments, batch_settings, load_batch_inputs,  # noqa: E402
                                   print_progress, run_batch, summarize)
 from HCCAnalysisLib.errors import HCCInputError  # noqa: E402
-from HCCAnalysisLib.slicer_files import standalone_scene  # noqa: E402
+from HCCAnalysisLib.slicer_io.files import standalone_scene  # noqa: E402
 
 
 def mrml_case_processor(model, device, scene):
@@ -43,9 +43,9 @@ def mrml_case_processor(model, device, scene):
     Every node added for a case is removed afterwards, so memory stays flat over a cohort
     and a scene shown in Slicer keeps only what it had.
     """
-    from HCCAnalysisLib.infer import predict_case
-    from HCCAnalysisLib.slicer_files import load_case_into_scene
-    from HCCAnalysisLib.slicer_io import case_from_nodes
+    from HCCAnalysisLib.engine.infer import predict_case
+    from HCCAnalysisLib.slicer_io.files import load_case_into_scene
+    from HCCAnalysisLib.slicer_io.nodes import case_from_nodes
 
     def process(record):
         before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}

@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-from ..errors import HCCInputError
-from .schema_fields import CategoryField, FieldError, NumberField, yes_no
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.clinical.schema_fields import CategoryField, FieldError, NumberField, yes_no
 
 
 @dataclass(frozen=True)

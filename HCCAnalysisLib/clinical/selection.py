@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chi2_contingency
 
-from ..errors import HCCInputError
+from HCCAnalysisLib.errors import HCCInputError
 
 # Seed 002, section II.A / Table 1: value >= threshold is the "high" group.
 # The NLR cut is 2.81 in the text (2.8 in Table 1 and the binary vector).

@@ -8,7 +8,7 @@ import importlib
 
 import torch.nn.functional as F
 
-from ..errors import HCCInputError
+from HCCAnalysisLib.errors import HCCInputError
 
 
 def _logits(output):

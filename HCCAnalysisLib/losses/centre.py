@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import HCCInputError
+from HCCAnalysisLib.errors import HCCInputError
 
 INTER_WEIGHTS = {"logits": 0.5, "local_logits": 0.25, "global_logits": 0.25}  # eq. 3
 

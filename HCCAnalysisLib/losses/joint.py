@@ -8,7 +8,7 @@ the list [fused, image, clinical] with explicit weights, so the arithmetic is MO
 import torch
 from monai.losses import DeepSupervisionLoss
 
-from ..errors import HCCInputError
+from HCCAnalysisLib.errors import HCCInputError
 
 HEADS = ("logits", "image_logits", "clinical_logits")
 

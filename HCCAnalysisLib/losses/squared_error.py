@@ -8,7 +8,7 @@ registry's "cross_entropy" loss.
 
 import torch.nn.functional as F
 
-from ..errors import HCCInputError
+from HCCAnalysisLib.errors import HCCInputError
 
 
 class SquaredErrorLoss:

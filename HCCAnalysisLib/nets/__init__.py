@@ -1,28 +1,19 @@
 """Networks, one file per family; `build_net(name, **kwargs)` builds one by name.
 
-The map names the module and builder so that importing the package stays cheap
-(timm, for example, is only imported when a Zhen/Wang net is built).
+Each paper in `methods/` names the module and builder of its nets, so that importing the
+package stays cheap (timm, for example, is only imported when a Zhen/Wang net is built).
 """
 
-import importlib
+from __future__ import annotations
 
-from ..errors import HCCInputError
+from typing import TYPE_CHECKING, Any
 
-# net name -> (module in this package, builder function)
-NET_BUILDERS = {
-    "resnet20_spp": ("resnet_spp", "build_resnet20"),
-    "zhen_inception_resnet_v2": ("fusion", "build_zhen"),
-    "wang_fusion": ("fusion", "build_wang"),
-    "resgl_bdlstm": ("resgl_lstm", "build_resgl_bdlstm"),
-    "meng_microscopy": ("microscopy", "build_meng_cnn"),
-}
+if TYPE_CHECKING:
+    import torch
 
 
-def build_net(name, **kwargs):
-    """Build the network called `name` with the builder's keyword arguments."""
-    try:
-        module_name, builder_name = NET_BUILDERS[name]
-    except KeyError:
-        raise HCCInputError(f"unknown network '{name}'", hint=f"known: {', '.join(sorted(NET_BUILDERS))}") from None
-    module = importlib.import_module(f"{__name__}.{module_name}")
-    return getattr(module, builder_name)(**kwargs)
+def build_net(name: str, **kwargs: Any) -> torch.nn.Module:
+    """Build the network called `name` (declared by a paper in `methods/`) with its builder's kwargs."""
+    from HCCAnalysisLib.methods import net_builder  # the papers declare which net file builds which name
+
+    return net_builder(name)(**kwargs)

@@ -10,9 +10,9 @@ All accept a local pretrained-weights file for the image backbone; nothing is do
 See fusion_zhen.py, fusion_wang.py and fusion_weights.py for the parts.
 """
 
-from .fusion_wang import VARIANTS as WANG_VARIANTS  # noqa: F401
-from .fusion_wang import _CLINICAL_KIND, ClinicalClassifier, WangNet
-from .fusion_zhen import ZhenNet
+from HCCAnalysisLib.nets.fusion_wang import VARIANTS as WANG_VARIANTS  # noqa: F401
+from HCCAnalysisLib.nets.fusion_wang import _CLINICAL_KIND, ClinicalClassifier, WangNet
+from HCCAnalysisLib.nets.fusion_zhen import ZhenNet
 
 
 def build_zhen(in_channels=6, num_classes=7, clinical_dim=0, pretrained_path=None):
@@ -34,7 +34,7 @@ def build_wang(variant="d", clinical_dim=9, num_classes=2, in_channels=3, pretra
 def build_wang_clinical(variant="d", clinical_dim=9, num_classes=2, clinical_hidden=64,
                         conv_channels=8):
     """The clinical pathway of fusion `variant` (a-d) with its head: forward(clinical) -> logits."""
-    from ..errors import HCCInputError
+    from HCCAnalysisLib.errors import HCCInputError
 
     if variant not in _CLINICAL_KIND:
         raise HCCInputError(f"variant '{variant}' has no clinical pathway", hint="a, b, c or d")

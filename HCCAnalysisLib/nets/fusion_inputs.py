@@ -2,7 +2,7 @@
 
 import torch
 
-from ..errors import HCCInputError
+from HCCAnalysisLib.errors import HCCInputError
 
 
 def check_image(image, in_channels, net):

@@ -18,9 +18,9 @@ one on the clinical pathway (softmax at loss time), and forward returns
 import torch
 from torch import nn
 
-from ..errors import HCCInputError
-from .fusion_inputs import check_clinical, check_image
-from .fusion_weights import load_backbone_weights
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.nets.fusion_inputs import check_clinical, check_image
+from HCCAnalysisLib.nets.fusion_weights import load_backbone_weights
 
 ARCH = "resnet50 (timm or torchvision key names)"
 VARIANTS = ("image", "a", "b", "c", "d")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import HCCInputError
+from HCCAnalysisLib.errors import HCCInputError
 
 
 def read_state_dict(path):

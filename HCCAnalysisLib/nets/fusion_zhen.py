@@ -10,8 +10,8 @@ clinical data were input to the fully connected layer").
 import torch
 from torch import nn
 
-from .fusion_inputs import check_clinical, check_image
-from .fusion_weights import load_backbone_weights
+from HCCAnalysisLib.nets.fusion_inputs import check_clinical, check_image
+from HCCAnalysisLib.nets.fusion_weights import load_backbone_weights
 
 ARCH = "timm inception_resnet_v2"
 

@@ -18,8 +18,8 @@ import pickle
 
 import torch
 
-from ..errors import HCCInputError
-from .resnet_spp import STAGE_CHANNELS, ResNet20SPP
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.nets.resnet_spp import STAGE_CHANNELS, ResNet20SPP
 
 PREFIX = "embedding_net."
 REQUIRED_KEYS = ("embedding_net.conv1.weight", "embedding_net.linear.weight", "linear.weight")

@@ -16,7 +16,7 @@ structure and only changes the flattened size (e.g. 150 for 150 x 150 H&E tiles)
 import torch
 from torch import nn
 
-from ..errors import HCCInputError
+from HCCAnalysisLib.errors import HCCInputError
 
 CONV_MAPS = (16, 16, 16, 8, 8)
 MIN_TILE = 2 ** len(CONV_MAPS)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import HCCInputError
+from HCCAnalysisLib.errors import HCCInputError
 
 VARIANTS = ("full", "no_lstm", "local_only")
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import HCCInputError
+from HCCAnalysisLib.errors import HCCInputError
 
 STAGE_CHANNELS = (16, 32, 64)
 BLOCKS_PER_STAGE = 3

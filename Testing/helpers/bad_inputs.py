@@ -237,7 +237,7 @@ def build_package(directory, task_name=TASK, phases=("image",), seed=0, **card_c
     """A model package of a freshly built (untrained) net, written by models.save_model."""
     import torch
 
-    from HCCAnalysisLib.models import save_model
+    from HCCAnalysisLib.models.package import save_model
     from HCCAnalysisLib.nets import build_net
     from HCCAnalysisLib.tasks import get_task
 
@@ -265,7 +265,7 @@ def wrong_shape_weights(directory, task_name=TASK):
     the hash is right, the shapes are not."""
     from safetensors.torch import save_file
 
-    from HCCAnalysisLib.models import sha256_of
+    from HCCAnalysisLib.models.package import sha256_of
     from HCCAnalysisLib.nets import build_net
     from HCCAnalysisLib.tasks import get_task
 

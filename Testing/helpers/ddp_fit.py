@@ -13,12 +13,12 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from HCCAnalysisLib import distributed  # noqa: E402
-from HCCAnalysisLib.cohort import load_cohort  # noqa: E402
-from HCCAnalysisLib.evaluate import load_samples, training_set  # noqa: E402
-from HCCAnalysisLib.pretrained import resolve_pretrained  # noqa: E402
+from HCCAnalysisLib.engine import distributed  # noqa: E402
+from HCCAnalysisLib.data.cohort import load_cohort  # noqa: E402
+from HCCAnalysisLib.engine.evaluate import load_samples, training_set  # noqa: E402
+from HCCAnalysisLib.models.pretrained import resolve_pretrained  # noqa: E402
 from HCCAnalysisLib.tasks import get_task  # noqa: E402
-from HCCAnalysisLib.train import fit  # noqa: E402
+from HCCAnalysisLib.engine.train import fit  # noqa: E402
 
 
 def train_small(seed=3, optimiser="sgd"):

@@ -1,0 +1,1 @@
+"""The data types every method shares: Case, Cohort, Sample, Prediction, and shared preprocessing."""

@@ -1,0 +1,23 @@
+"""Which loader reads a case folder for a task: radiology volumes + segmentation (most tasks)
+or a microscopy image (Meng 2019). A task names its loader; loaders are imported lazily."""
+
+import importlib
+
+from HCCAnalysisLib.errors import HCCInputError
+
+# task.loader -> (module in this package, function(folder, case_id, patient_id, phases, fields))
+LOADERS = {
+    "volumes": ("case", "load_case"),
+    "microscopy": ("microscopy_case", "load_microscopy_case"),
+}
+
+
+def load_for_task(folder, task=None, phases=None, case_id=None, patient_id=None, fields=None):
+    """Load one case folder the way `task` reads it (volumes when no task is given)."""
+    kind = getattr(task, "loader", "volumes")
+    try:
+        module_name, function_name = LOADERS[kind]
+    except KeyError:
+        raise HCCInputError(f"task {task.name} names an unknown loader '{kind}'") from None
+    loader = getattr(importlib.import_module(f"{__package__}.{module_name}"), function_name)
+    return loader(folder, case_id=case_id, patient_id=patient_id, phases=phases, fields=fields)

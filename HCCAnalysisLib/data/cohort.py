@@ -1,0 +1,80 @@
+"""Cohort: a folder with `cases.csv` (case_id, patient_id, label and clinical columns)
+and one sub-folder per case."""
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from HCCAnalysisLib.data.case_loading import load_for_task
+from HCCAnalysisLib.errors import HCCInputError
+
+REQUIRED_COLUMNS = ("case_id", "patient_id")
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    case_id: str
+    patient_id: str
+    folder: Path
+    fields: dict = field(default_factory=dict)
+
+    def load(self, phases=None, task=None):
+        """The case as `task` reads it (radiology volumes by default)."""
+        return load_for_task(self.folder, task, phases, self.case_id, self.patient_id, self.fields)
+
+
+@dataclass
+class Cohort:
+    folder: Path
+    records: list
+
+    def patients(self):
+        return sorted({r.patient_id for r in self.records})
+
+    def column(self, name):
+        """The values of a cases.csv column, one per record; refuses a missing or empty column."""
+        missing = [r.case_id for r in self.records if not str(r.fields.get(name, "")).strip()]
+        if missing:
+            raise HCCInputError(f"column '{name}' is missing or empty for cases {missing[:5]}",
+                                self.folder / "cases.csv")
+        return [r.fields[name].strip() for r in self.records]
+
+
+def load_cohort(folder):
+    """Read and check `cases.csv`; case folders are checked to exist, not yet loaded."""
+    folder = Path(folder)
+    table = folder / "cases.csv"
+    if not table.is_file():
+        raise HCCInputError("has no cases.csv", folder, "a cohort is a folder with cases.csv and one folder per case")
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError:
+        raise HCCInputError("is not UTF-8 text", table, "save it as UTF-8 CSV") from None
+    absent = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if absent:
+        raise HCCInputError(f"lacks the column(s) {absent}", table, f"columns found: {columns}")
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise HCCInputError(f"column '{twice[0]}' appears twice", table, "each column name must be unique")
+    if not rows:
+        raise HCCInputError("lists no case", table)
+    records, seen = [], set()
+    for line, row in enumerate(rows, start=2):
+        case_id, patient_id = (row.get("case_id") or "").strip(), (row.get("patient_id") or "").strip()
+        if not case_id or not patient_id:
+            raise HCCInputError(f"line {line} has an empty case_id or patient_id", table)
+        if case_id in (".", "..") or any(ch in case_id for ch in "/\\") or case_id != Path(case_id).name:
+            raise HCCInputError(f"case_id '{case_id}' (line {line}) is not a plain folder name", table,
+                                "case folders must sit directly in the cohort folder")
+        if case_id in seen:
+            raise HCCInputError(f"case_id '{case_id}' appears more than once (line {line})", table)
+        seen.add(case_id)
+        case_folder = folder / case_id
+        if not case_folder.is_dir():
+            raise HCCInputError(f"case '{case_id}' (line {line}) has no folder {case_folder.name}/", table)
+        fields = {k: (v or "").strip() for k, v in row.items() if k not in REQUIRED_COLUMNS and k is not None}
+        records.append(CaseRecord(case_id, patient_id, case_folder, fields))
+    return Cohort(folder, records)

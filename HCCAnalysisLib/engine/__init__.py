@@ -1,0 +1,1 @@
+"""Training, inference, evaluation, augmentation, distributed runs, device choice and saliency."""

@@ -1,0 +1,83 @@
+"""Case + model -> Prediction: sample, run the net in batches, aggregate per lesion / ROI."""
+
+
+import numpy as np
+import torch
+
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.data.prediction import Prediction, PredictionRow
+from HCCAnalysisLib.methods import get_sampler
+from HCCAnalysisLib.engine.train import stack_inputs
+
+
+def case_rng(case_id, seed=0):
+    """A generator fixed by the case id: a case gives the same ROIs in every run."""
+    return np.random.default_rng([seed, *map(ord, case_id)])
+
+
+def make_samples(task, case, phases, seed=0, training=False, fields=None):
+    """The task's samples of one case; targets come from `fields` (cases.csv) when given."""
+    phases = task.check_phases(phases, case.source)
+    if fields is not None:
+        target_of = task.target_function(fields, case.source)
+    else:
+        target_of = lambda kind: -1  # noqa: E731 - unknown at prediction time
+    sampler = get_sampler(task.sampler)
+    samples = sampler(case, task, phases, target_of, case_rng(case.case_id, seed), training)
+    if not samples:
+        raise HCCInputError(f"gave no sample for task {task.name}", case.source)
+    return samples
+
+
+@torch.inference_mode()
+def run_net(net, samples, device, batch_size=256, with_embeddings=False):
+    """Class probabilities (N x K) and optionally the embeddings (N x D) of samples."""
+    net.eval()
+    probs, embeddings = [], []
+    for start in range(0, len(samples), batch_size):
+        inputs = stack_inputs(samples[start:start + batch_size], device)
+        out = net(**inputs)
+        logits = out["logits"] if isinstance(out, dict) else out
+        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        if with_embeddings and hasattr(net, "embed"):
+            embeddings.append(net.embed(**inputs).float().cpu().numpy())
+    probs = np.concatenate(probs)
+    return (probs, np.concatenate(embeddings) if embeddings else None) if with_embeddings else probs
+
+
+def aggregate(samples, probs, classes, votes=False):
+    """One row per (lesion or background ROI): the mean of its samples' probabilities.
+
+    With `votes`, each row also gets `vote_<class>`: the share of its samples (patches, tiles)
+    whose most probable class is that class (Liang 2018's label-map class proportions).
+    """
+    groups = {}
+    for index, sample in enumerate(samples):
+        groups.setdefault((sample.case_id, sample.lesion_id, sample.kind), []).append(index)
+    rows = []
+    for (case_id, lesion_id, kind), indices in groups.items():
+        first = samples[indices[0]]
+        mean = probs[indices].mean(axis=0)
+        extras = dict(first.extras)
+        if votes:
+            winners = probs[indices].argmax(axis=1)
+            extras.update({f"vote_{c}": float(np.mean(winners == k)) for k, c in enumerate(classes)})
+        rows.append(PredictionRow(case_id, first.patient_id, lesion_id, first.lesion_name, kind,
+                                  classes[int(np.argmax(mean))], dict(zip(classes, map(float, mean))),
+                                  len(indices), extras))
+    return rows
+
+
+def predict_case(model, case, phases=None, device="cpu"):
+    """Run a loaded model package on one Case."""
+    device = torch.device(device)
+    phases = phases or model.card["phases"]
+    if list(phases) != list(model.card["phases"]):
+        raise HCCInputError(f"phases {list(phases)} differ from the {model.card['phases']} the model was trained on",
+                            model.directory)
+    samples = make_samples(model.task, case, phases, seed=model.card.get("seed", 0))
+    model.net.to(device)
+    probs = run_net(model.net, samples, device)
+    classes = list(model.card["classes"])
+    return Prediction(model.task.name, model.name, classes,
+                      aggregate(samples, probs, classes, votes=model.task.vote_extras))

@@ -1,0 +1,1 @@
+"""Files -> images: readers by suffix (NRRD, NIfTI, MHA, DICOM series), with the checks users need."""

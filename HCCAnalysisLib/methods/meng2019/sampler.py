@@ -1,0 +1,42 @@
+"""The Meng 2019 sampler: a microscopy image cut into tiles, each mean-stretched, one sample per tile.
+
+Section 2.3: each image is cut into tiles of the net's tile size (512 in the paper) and
+every tile is mean-stretched (its mean subtracted, per colour channel for RGB). Every tile
+carries the image's class. All tiles of one image share `lesion_id = "image"` and
+`kind = "image"`, so `infer.aggregate` gives one row per whole image: the mean of its
+tiles' probabilities.
+
+The tile size is the net's (`task.net_kwargs["tile_size"]`), so the sampler and the model
+can never disagree. Task options (`task.sampler_kwargs`): `edge` ("pad", "drop" or
+"error"; what happens to an image that is not a whole number of tiles) and `per_channel`
+(mean per colour channel, default True).
+"""
+
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.data.samples import Sample
+from HCCAnalysisLib.methods.meng2019.tiles import tile_samples
+
+IMAGE_ID = "image"
+IMAGE_KIND = "image"
+
+
+def tile_options(task):
+    options = task.sampler_kwargs
+    return {"tile_size": int(task.net_kwargs.get("tile_size", 512)), "edge": options.get("edge", "pad"),
+            "per_channel": bool(options.get("per_channel", True))}
+
+
+def meng2019_sampler(case, task, phases, target_of, rng, training):
+    """Tiles of the case's microscopy image (training and prediction alike)."""
+    image = getattr(case, "image", None)
+    if image is None:
+        raise HCCInputError(f"is not a microscopy case; task {task.name} reads one microscopy image per case",
+                            case.source, "the task's loader must be 'microscopy'")
+    channels = int(task.net_kwargs.get("in_channels", 3))
+    if image.shape[2] != channels:
+        raise HCCInputError(f"image has {image.shape[2]} channel(s), task {task.name} takes {channels}",
+                            case.source, "use RGB images for the RGB tasks (or a task built for grey images)")
+    inputs, _ = tile_samples(image, **tile_options(task))
+    target = target_of(IMAGE_KIND)
+    name = f"whole image ({len(inputs)} tiles)"
+    return [Sample(tile, target, case.case_id, case.patient_id, IMAGE_ID, name, IMAGE_KIND) for tile in inputs]

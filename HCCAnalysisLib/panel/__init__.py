@@ -1,0 +1,1 @@
+"""Qt-free logic behind the Slicer panel: choices, jobs, dependencies."""

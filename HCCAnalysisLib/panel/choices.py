@@ -1,0 +1,177 @@
+"""What the Slicer panel shows, computed without Qt so it is unit-tested.
+
+The panel's dynamic parts come from the task registry: one volume selector per
+phase the task reads, a clinical form generated from the task's clinical schema,
+and the reasons Apply is disabled. The module file only turns these plain
+descriptions into widgets.
+"""
+
+import re
+from dataclasses import dataclass
+
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.tasks import TASKS, get_task
+
+#: Liver segments are context, never a lesion to classify (matched case-insensitively).
+LIVER_SEGMENT_NAMES = ("liver",)
+
+
+@dataclass(frozen=True)
+class TaskChoice:
+    name: str
+    label: str  # shown in the combo box
+    description: str  # one line + the paper, shown under it
+
+
+@dataclass(frozen=True)
+class PhaseInput:
+    phase: str
+    label: str  # "T2 volume:"
+    reference: str  # MRML node reference role on the parameter node
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One clinical input: a combo box ("choice") or a spin box with unit ("number")."""
+
+    name: str
+    label: str
+    kind: str  # "choice" | "number"
+    choices: tuple = ()  # first entry "" = not given
+    unit: str = ""
+    low: float = 0.0
+    high: float = 0.0
+    tooltip: str = ""
+    required: bool = True
+
+
+def task_choices():
+    """The task registry as the panel lists it."""
+    return [TaskChoice(t.name, t.name, t.one_line()) for t in TASKS.values()]
+
+
+def phase_reference(phase):
+    """The node-reference role that stores the volume chosen for `phase`."""
+    return "phaseVolume_" + re.sub(r"[^A-Za-z0-9_]", "_", phase)
+
+
+def phase_inputs(task_name, phases=None):
+    """One volume input per phase the task (or `phases`, when given) needs, in channel order."""
+    task = get_task(task_name)
+    phases = task.check_phases(phases) if phases else task.phases
+    return [PhaseInput(p, f"{p} volume:", phase_reference(p)) for p in phases]
+
+
+def clinical_form(task_name):
+    """The form for the task's clinical schema; empty when the task takes no clinical data."""
+    schema_name = get_task(task_name).clinical_schema
+    if not schema_name:
+        return []
+    # Imported here, not at import time: the clinical package needs scipy, which Slicer
+    # installs on first use, after the module has loaded.
+    from HCCAnalysisLib.clinical.schemas import get_schema
+
+    return schema_form(get_schema(schema_name))
+
+
+def schema_form(schema):
+    """One FormField per field of a clinical schema, in the schema's order."""
+    from HCCAnalysisLib.clinical.schema_fields import CategoryField, NumberField
+
+    fields = []
+    for fld in schema.fields:
+        tip = f"{fld.description}; allowed: {fld.allowed()}"
+        required = getattr(fld, "missing", "error") == "error"
+        if isinstance(fld, CategoryField):
+            fields.append(FormField(fld.name, fld.description, "choice", ("",) + tuple(fld.categories),
+                                    tooltip=tip, required=required))
+        elif isinstance(fld, NumberField):
+            fields.append(FormField(fld.name, fld.description, "number", unit=fld.unit, low=float(fld.low),
+                                    high=float(fld.high), tooltip=tip, required=required))
+        else:  # a new field kind must be given a widget here before it is used
+            raise HCCInputError(f"clinical field '{fld.name}' has a kind the panel cannot show",
+                                f"schema {schema.name}")
+    return fields
+
+
+def clinical_record(task_name, values):
+    """The raw record (field -> text) from the form's values, validated by the schema.
+
+    Empty entries are left out so the schema reports them as missing (or imputes them where
+    the schema allows). Returns {} for a task without clinical data.
+    """
+    schema_name = get_task(task_name).clinical_schema
+    if not schema_name:
+        return {}
+    from HCCAnalysisLib.clinical.schemas import get_schema
+
+    record = {k: str(v).strip() for k, v in (values or {}).items() if str(v).strip()}
+    get_schema(schema_name).encode(record, source="clinical form")
+    return record
+
+
+def lesion_segment_ids(segments, selected=None):
+    """The segments to analyse: the user's selection, else every segment not named liver.
+
+    `segments` is a list of (segment_id, name) in the segmentation's order.
+    """
+    if selected:
+        known = {sid for sid, _ in segments}
+        unknown = [s for s in selected if s not in known]
+        if unknown:
+            raise HCCInputError(f"segment(s) {unknown} are not in the segmentation", "segment selection")
+        return [sid for sid, _ in segments if sid in set(selected)]
+    return [sid for sid, name in segments if name.strip().lower() not in LIVER_SEGMENT_NAMES]
+
+
+def missing_inputs(task_name, volumes, segments, model, clinical=None, phases=None):
+    """Why Apply cannot run yet, as short sentences; an empty list means it can.
+
+    `volumes`: phase -> True when a volume is chosen; `segments`: the lesion segment ids
+    that would be analysed; `model`: the chosen model label or path ('' when none);
+    `clinical`: the form's values (field -> text); `phases`: the phases the chosen model
+    reads (default: the task's).
+    """
+    needs_segments = get_task(task_name).loader != "microscopy"  # a microscopy image has no segmentation
+    reasons = [] if segments or not needs_segments else ["choose a segmentation with at least one lesion segment"]
+    return reasons + missing_task_inputs(task_name, volumes, model, clinical, phases)
+
+
+def missing_task_inputs(task_name, volumes, model, clinical, phases=None):
+    """The task's own inputs still missing: phase volumes, model, required clinical fields."""
+    reasons = [f"choose the {p.phase} volume" for p in phase_inputs(task_name, phases) if not volumes.get(p.phase)]
+    if not model:
+        reasons.append("choose, download or import a model for this task")
+    for fld in clinical_form(task_name):
+        if fld.required and not str((clinical or {}).get(fld.name, "")).strip():
+            reasons.append(f"enter the clinical field '{fld.label}'")
+    return reasons
+
+
+def applicable_tasks(available_phases, model_phases, clinical=None):
+    """Tasks "Run all" can run: a model installed (`model_phases`: task -> the phases its
+    model reads), a volume for each of those phases, the clinical form complete."""
+    present = set(available_phases)
+    runnable = []
+    for task in TASKS.values():
+        if task.name not in model_phases:
+            continue
+        phases = model_phases[task.name]
+        if not missing_task_inputs(task.name, {p: p in present for p in phases}, "installed", clinical, phases):
+            runnable.append(task.name)
+    return runnable
+
+
+def match_volumes(phases, volume_names):
+    """Guess phase -> volume name from node names ('T2', 'case1_T2', 'arterial phase').
+
+    A name matches a phase when the phase appears in it as a whole word (case-insensitive);
+    an ambiguous phase (several volumes match) is left for the user.
+    """
+    guesses = {}
+    for phase in phases:
+        pattern = re.compile(rf"(?<![A-Za-z0-9]){re.escape(phase)}(?![A-Za-z0-9])", re.IGNORECASE)
+        hits = [name for name in volume_names if pattern.search(name.replace("_", " "))]
+        if len(hits) == 1:
+            guesses[phase] = hits[0]
+    return guesses

@@ -1,0 +1,201 @@
+"""The work behind the panel's Apply and "Run all": MRML inputs -> jobs -> predictions -> table.
+
+Split in two halves because MRML is not thread-safe: `prepare_job` reads the nodes into a
+Case on the GUI thread; `run_job` (model loading and prediction, no MRML) may run on a worker
+thread; `results_to_table` (and `saliency_nodes` for jobs that asked for a saliency map)
+write the table (and volume nodes) on the GUI thread again. Used by
+HCCAnalysisLogic; runs the same with the slicer-core wheel, so it is tested outside Slicer.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from HCCAnalysisLib.panel import choices as panel_model
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.models.registry import installed_models
+from HCCAnalysisLib.tasks import get_task
+
+_MODEL_CACHE = {}  # (package folder, device, weights mtime) -> LoadedModel
+
+
+# Colour maps for a saliency volume, first one present wins: Inferno ships with Slicer's
+# colour files; the procedural Rainbow exists wherever the Colors logic runs (slicer-core too).
+SALIENCY_COLOURS = ("vtkMRMLColorTableNodeFileInferno.txt", "vtkMRMLColorTableNodeRainbow")
+
+
+@dataclass
+class Job:
+    task: str
+    case: object  # HCCAnalysisLib.data.case.Case
+    model_dir: str
+    device: str
+    saliency: bool = False  # also compute the saliency volume of the case (issue 6)
+    # Set by run_job on the worker thread; read on the GUI thread once the run has finished.
+    saliency_image: object = None  # SimpleITK image on the case's segmentation grid
+
+
+def prepare_job(task, volume_nodes, segmentation_node, segment_ids=None, model_dir="", device="auto",
+                clinical=None, case_id="case", patient_id=None, saliency=False):
+    """Check the inputs of one task and read them into a Case (GUI thread: touches MRML).
+
+    `volume_nodes`: phase -> scalar volume node (phases the model does not read are ignored);
+    `segment_ids`: lesion segments (None: every segment not named liver); `model_dir`: an
+    installed model package folder; `clinical`: field -> text; `saliency`: also compute a
+    saliency volume (refused here, before any work, for a task that cannot give one).
+    """
+    from HCCAnalysisLib.slicer_io.nodes import case_from_nodes
+
+    if saliency:
+        from HCCAnalysisLib.engine.saliency import check_saliency_task
+
+        check_saliency_task(task)
+
+    phases = model_phases(model_dir) if model_dir else None
+    present = {p: n is not None for p, n in volume_nodes.items()}
+    reasons = panel_model.missing_task_inputs(task, present, model_dir, clinical, phases)
+    microscopy = get_task(task).loader == "microscopy"
+    if segmentation_node is None and not microscopy:
+        reasons.insert(0, "choose a segmentation")
+    if reasons:
+        raise HCCInputError("; ".join(reasons), f"task {task}")
+    record = panel_model.clinical_record(task, clinical)
+    if microscopy:  # Meng 2019: one RGB image volume, no segmentation
+        from HCCAnalysisLib.data.microscopy_case import microscopy_case_from_node
+
+        case = microscopy_case_from_node(volume_nodes[phases[0]], case_id=case_id, patient_id=patient_id,
+                                         fields=record)
+        return Job(task, case, str(model_dir), device, saliency=bool(saliency))
+    nodes = {p: volume_nodes[p] for p in phases}
+    case = case_from_nodes(nodes, segmentation_node, segment_ids or None, case_id=case_id, patient_id=patient_id,
+                           fields=record)
+    return Job(task, case, str(model_dir), device, saliency=bool(saliency))
+
+
+def lesion_ids(segmentation_node, selected=None):
+    """The lesion segment IDs of a segmentation node: `selected`, else all not named liver.
+
+    Selected IDs the node does not have (a selection made on another segmentation) are ignored.
+    """
+    if segmentation_node is None:
+        return []
+    segmentation = segmentation_node.GetSegmentation()
+    segments = [(segmentation.GetNthSegmentID(i), segmentation.GetNthSegment(i).GetName())
+                for i in range(segmentation.GetNumberOfSegments())]
+    present = [s for s in (selected or []) if s in {sid for sid, _ in segments}]
+    return panel_model.lesion_segment_ids(segments, present)
+
+
+def model_phases(model_dir):
+    """The phases (in channel order) that the model package reads."""
+    from HCCAnalysisLib.models.registry import read_card
+
+    return list(read_card(model_dir)["phases"])
+
+
+def load_cached_model(model_dir, device):
+    """A loaded model, reused while its weights file is unchanged (loading costs seconds)."""
+    from HCCAnalysisLib.engine.device import select_device
+    from HCCAnalysisLib.models.package import load_model
+
+    choice = select_device(device)
+    weights = Path(model_dir) / "model.safetensors"
+    key = (str(Path(model_dir).resolve()), choice.device, weights.stat().st_mtime_ns if weights.exists() else 0)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()  # keep one model in memory: GPU memory is the scarce resource
+        _MODEL_CACHE[key] = load_model(model_dir, choice.device)
+    return _MODEL_CACHE[key], choice.device
+
+
+def run_job(job):
+    """Predict one job (no MRML: safe on a worker thread). Returns a Prediction.
+
+    With `job.saliency`, also puts the case's saliency volume in `job.saliency_image` (the
+    BackgroundRun's results stay Predictions, which the table code expects)."""
+    from HCCAnalysisLib.engine.infer import predict_case
+
+    model, device = load_cached_model(job.model_dir, job.device)
+    if model.card["task"] != job.task:
+        raise HCCInputError(f"is a model for task {model.card['task']}, not {job.task}", job.model_dir)
+    prediction = predict_case(model, job.case, device=device)
+    job.saliency_image = None
+    if job.saliency:
+        from HCCAnalysisLib.engine.saliency import saliency_volume
+
+        job.saliency_image = saliency_volume(model, job.case, device=device)
+    return prediction
+
+
+def saliency_nodes(jobs, scene):
+    """A scalar volume node per finished job with a saliency volume (GUI thread: touches MRML).
+
+    The node is in world coordinates on the case's segmentation grid, so it lies over the
+    input volumes; its display shows 0..1 (the maps' range) in a heat colour map."""
+    from HCCAnalysisLib.slicer_io.nodes import sitk_to_volume_node
+
+    nodes = []
+    for job in jobs:
+        if job.saliency_image is None:
+            continue
+        node = sitk_to_volume_node(job.saliency_image, scene, name=f"{job.case.case_id} saliency ({job.task})")
+        display = node.GetDisplayNode()
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(0.0, 1.0)
+        colour = next((c for c in SALIENCY_COLOURS if scene.GetNodeByID(c) is not None), None)
+        if colour is not None:
+            display.SetAndObserveColorNodeID(colour)
+        nodes.append(node)
+    return nodes
+
+
+def applicable_jobs(volume_nodes, segmentation_node, segment_ids, device="auto", clinical=None, models=None):
+    """Jobs for every task whose phases, model and clinical data are all present ("Run all").
+
+    `models`: task -> model package folder (default: the newest installed package per task).
+    """
+    if models is None:
+        models = {}
+        for model in installed_models():
+            models[model.task] = str(model.path)  # sorted by version: the newest wins
+    phases = {task: model_phases(path) for task, path in models.items()}
+    tasks = panel_model.applicable_tasks([p for p, n in volume_nodes.items() if n is not None], phases, clinical)
+    if not tasks:
+        raise HCCInputError("no task has all its inputs (phases, installed model, clinical data)", "Run all",
+                            "choose the phase volumes of a task and install its model")
+    return [prepare_job(t, volume_nodes, segmentation_node, segment_ids, models[t], device, clinical) for t in tasks]
+
+
+def combined_records(predictions):
+    """(columns, rows) of several tasks' predictions in one table: a `task` column first,
+    then the union of their columns; a class a task does not have is NaN."""
+    columns, rows = ["task", "model"], []
+    for prediction in predictions:
+        columns += [c for c in prediction.columns() if c not in columns]
+    for prediction in predictions:
+        for record in prediction.records():
+            rows.append(dict({c: math.nan for c in columns}, task=prediction.task, model=prediction.model, **record))
+    return columns, rows
+
+
+def results_to_table(predictions, scene, table_node=None):
+    """One prediction: slicer_io's typed, titled table. Several ("Run all"): one combined table."""
+    from HCCAnalysisLib.slicer_io.nodes import prediction_to_table
+
+    if len(predictions) == 1:
+        return prediction_to_table(predictions[0], scene, table_node)
+    import vtk
+
+    columns, rows = combined_records(predictions)
+    table = vtk.vtkTable()
+    for name in columns:
+        numeric = all(isinstance(r[name], (int, float)) for r in rows)
+        array = vtk.vtkDoubleArray() if numeric else vtk.vtkStringArray()
+        array.SetName(name)
+        array.SetNumberOfValues(len(rows))
+        for i, row in enumerate(rows):
+            array.SetValue(i, float(row[name]) if numeric else str(row[name]).replace('"', "'"))
+        table.AddColumn(array)
+    node = table_node if table_node is not None else scene.AddNewNodeByClass("vtkMRMLTableNode", "HCCAnalysis results")
+    node.SetAndObserveTable(table)
+    node.SetAttribute("HCCAnalysis.task", "|".join(p.task for p in predictions))
+    return node

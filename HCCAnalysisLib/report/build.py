@@ -1,0 +1,182 @@
+"""Assemble an evaluation report: read folders, compute numbers, draw figures, write files.
+
+The heavy part of `hcc report` (scipy, statsmodels, scikit-learn, matplotlib), kept out
+of report.py so that building the `hcc` argument parser stays fast.
+"""
+
+import itertools
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from HCCAnalysisLib.atomic import write_bytes_atomic
+from HCCAnalysisLib.report import figures
+from HCCAnalysisLib.report import html as report_html
+from HCCAnalysisLib.report import tables as report_tables
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.report.reading import read_eval_dirs
+from HCCAnalysisLib.stats.checks import check_confidence
+
+
+def _slug(text):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "model"
+
+
+def _auc_label(row):
+    auc = row["auc"]
+    return f"{row['class']}: AUC {auc['value']:.3f} ({auc['low']:.3f}-{auc['high']:.3f})"
+
+
+def _model_figures(model, data, summary, classes, level):
+    """ROC (all reported classes) and confusion figures of one model at one level."""
+    name, out = model["name"], []
+    curves = [(_auc_label(row), (data.labels == row["class"]).astype(int),
+               data.probs[:, classes.index(row["class"])])
+              for row in summary["per_class"] if row["auc"] is not None]
+    if curves:
+        out.append({"file": f"roc_{_slug(name)}_{level}.png", "level": level, "width": 430,
+                    "caption": f"ROC curves, {name}, {level} level (AUC with DeLong CI)",
+                    "png": figures.roc_figure(f"{name} ({level})", curves)})
+    out.append({"file": f"confusion_{_slug(name)}_{level}.png", "level": level, "width": 760,
+                "caption": f"Confusion matrix, {name}, {level} level (rows: true class)",
+                "png": figures.confusion_figure(name, classes, summary["confusion_counts"],
+                                                summary["confusion_normalised"])})
+    return out
+
+
+def _compare_figures(models, level, classes):
+    """One ROC figure per reported class overlaying every model."""
+    out = []
+    for name in report_tables.reported_classes(classes):
+        k, curves = classes.index(name), []
+        for m in models:
+            data, summary = m["data"][level], m["levels"][level]
+            row = next(r for r in summary["per_class"] if r["class"] == name)
+            if row["auc"] is not None:
+                curves.append((f"{m['name']}: AUC {row['auc']['value']:.3f}",
+                               (data.labels == name).astype(int), data.probs[:, k]))
+        if curves:
+            out.append({"file": f"roc_compare_{_slug(name)}_{level}.png", "level": level,
+                        "width": 430, "caption": f"ROC curves of all models for {name} "
+                                                 f"({level} level)",
+                        "png": figures.roc_figure(f"{name} ({level})", curves)})
+    return out
+
+
+def _tsne_figure(model, run, classes):
+    """t-SNE of the saved embeddings of the rows analysed at case level."""
+    if run.embeddings is None:
+        return []
+    used = set(np.flatnonzero(run.repeats == model["first_repeat"]).tolist())
+    keep = np.array([i for i, r in enumerate(run.embedding_rows) if r in used], dtype=int)
+    if len(keep) == 0:
+        keep = np.arange(len(run.embedding_rows))
+    points, chosen = figures.tsne_points(run.embeddings[keep])
+    if points is None:
+        return []
+    labels = run.labels[run.embedding_rows[keep][chosen]]
+    return [{"file": f"tsne_{_slug(model['name'])}.png", "level": "tsne", "width": 460,
+             "caption": f"t-SNE of {run.embeddings.shape[1]}-D last hidden features, "
+                        f"{model['name']} ({len(points)} points, coloured by true class)",
+             "png": figures.tsne_figure(model["name"], points, labels, classes)}]
+
+
+def _analyse(runs, confidence):
+    models = []
+    for run in runs:
+        case, note = report_tables.case_level(run)
+        patient, patient_note = report_tables.patient_level(case, run.classes)
+        model = {"name": run.name, "path": str(run.path), "task": run.task, "note": note,
+                 "patient_note": patient_note, "confidence_pct": f"{100 * confidence:g}",
+                 "first_repeat": report_tables.first_repeat(run),
+                 "folds": report_tables.fold_summary(run.metrics),
+                 "data": {"case": case}, "levels": {}}
+        if patient is not None:
+            model["data"]["patient"] = patient
+        for level, data in model["data"].items():
+            model["levels"][level] = report_tables.summarise(data, run.classes, confidence)
+        models.append(model)
+    return models
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _write_atomic(path, data):
+    write_bytes_atomic(path, data)
+
+
+def _performance_tsv(models):
+    """Every per-class estimate as one TSV line: model, level, class, metric, value, low, high."""
+    lines = ["model\tlevel\tclass\tmetric\tvalue\tlow\thigh\tk\tn"]
+    for m in models:
+        for level, summary in m["levels"].items():
+            for row in summary["per_class"]:
+                for metric in ("auc", "sensitivity", "specificity", "accuracy"):
+                    est = row[metric]
+                    if est is None:
+                        continue
+                    cells = [m["name"], level, row["class"], metric] + [
+                        repr(float(est[key])) for key in ("value", "low", "high")] + [
+                        str(est.get("k", "")), str(est.get("n", ""))]
+                    lines.append("\t".join(cells))
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def build_report(eval_dirs, out_dir, confidence=0.95, title=None):
+    """Write the report of `eval_dirs` (first = main model, others compared) into `out_dir`.
+
+    Returns the path of report.html. All inputs are read and checked, and every number
+    and figure computed, before anything is written.
+    """
+    if isinstance(eval_dirs, (str, os.PathLike)):
+        eval_dirs = [eval_dirs]
+    eval_dirs = list(eval_dirs)
+    if not eval_dirs:
+        raise HCCInputError("no evaluation folder given", source="--eval")
+    confidence = check_confidence(confidence)
+    runs = read_eval_dirs(eval_dirs)
+    classes = runs[0].classes
+    models = _analyse(runs, confidence)
+    levels = ["case"] + (["patient"] if all("patient" in m["levels"] for m in models) else [])
+    comparisons, figs = {}, []
+    for level in levels:
+        comparisons[level] = [
+            {"a": a["name"], "b": b["name"],
+             "result": report_tables.compare(a["data"][level], b["data"][level], classes)}
+            for a, b in itertools.combinations(models, 2)]
+        for m in models:
+            figs += _model_figures(m, m["data"][level], m["levels"][level], classes, level)
+        if len(models) > 1:
+            figs += _compare_figures(models, level, classes)
+    for m, run in zip(models, runs):
+        figs += _tsne_figure(m, run, classes)
+    report = {"title": title or f"Evaluation report: {runs[0].task or runs[0].name}",
+              "classes": classes, "reported_classes": report_tables.reported_classes(classes),
+              "levels": levels, "models": models, "comparisons": comparisons, "figures": figs}
+    page = report_html.render(report).encode("utf-8")
+    summary = {"classes": classes, "confidence": confidence, "levels": levels,
+               "models": [{k: m[k] for k in ("name", "path", "task", "note", "patient_note",
+                                             "levels")} for m in models],
+               "comparisons": comparisons, "figures": [f["file"] for f in figs]}
+    out = Path(out_dir)
+    for fig in figs:
+        _write_atomic(out / "figures" / fig["file"], fig["png"])
+    _write_atomic(out / "summary.json",
+                  json.dumps(_json_safe(summary), indent=1, default=str).encode("utf-8"))
+    _write_atomic(out / "performance.tsv", _performance_tsv(models))
+    _write_atomic(out / "report.html", page)
+    return out / "report.html"
