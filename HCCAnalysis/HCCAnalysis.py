@@ -6,10 +6,12 @@ from `HCCAnalysisLib.panel.choices`, computed from the task registry.
 """
 
 import functools
-import importlib
 import importlib.util
 import logging
 import os
+import sys
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import qt
@@ -27,7 +29,7 @@ from HCCAnalysisLib.models import registry as model_registry
 from HCCAnalysisLib.panel import choices as panel_model
 from HCCAnalysisLib.panel import jobs as panel_jobs
 from HCCAnalysisLib.panel.background import BackgroundRun
-from HCCAnalysisLib.panel.dependencies import missing_requirements
+from HCCAnalysisLib.panel.dependencies import missing_requirements, read_requirements
 from HCCAnalysisLib.tasks import TASKS
 
 TASK_NAMES = tuple(TASKS)
@@ -43,7 +45,6 @@ class HCCAnalysis(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "HCC Analysis"
         self.parent.categories = ["Quantification"]
-        self.parent.dependencies = []
         self.parent.contributors = ["HCCAnalysis contributors"]
         self.parent.helpText = ("Deep-learning analysis of liver lesions and HCC, one table row per lesion (research use"
                                 " only). Console: HCCAnalysisLogic().process(...); batch: Scripts/batch.py, hcc batch.")
@@ -68,12 +69,9 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._run = None
-        self._phases = None  # the phases the chosen model reads (None: the task's defaults)
-        self._shownTask = None  # the task the dynamic widgets were built for
+        self.logic = self._parameterNode = self._parameterNodeGuiTag = self._run = None
+        # The phases the chosen model reads (None: the task's defaults); the task the dynamic widgets show.
+        self._phases = self._shownTask = None
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._pollRun)
@@ -99,20 +97,21 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceInfoLabel.text = self.logic.deviceDescription()
         self.initializeParameterNode()
 
-    def cleanup(self):
-        self.onCancelButton()
+    def cleanup(self):  # module unloaded: the poll timer must never call into this discarded widget again
+        self._abandonRun()
+        self._timer.timeout.disconnect(self._pollRun)
+        self.setParameterNode(None)
         self.removeObservers()
 
     def enter(self):
         self.initializeParameterNode()
 
-    def exit(self):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+    def exit(self):  # a run going on still ends in the module's parameter node
+        if self._parameterNodeGuiTag is not None:  # Slicer 5.8's connectGui gives no tag to disconnect
+            self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
+        self._abandonRun()  # its nodes and parameter node are about to go: never show its results
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -125,6 +124,8 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.segmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
 
     def setParameterNode(self, inputParameterNode):
+        if inputParameterNode and inputParameterNode.parameterNode is getattr(self._parameterNode, "parameterNode", 0):
+            return  # already shown: connecting the GUI again would bind its widgets twice
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
@@ -136,8 +137,7 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
 
     def onTaskChanged(self):
-        """Rebuild the task's dynamic widgets (called when the parameter node's task changes:
-        the task combo box is bound to it, so the node is already up to date)."""
+        """Rebuild the task's dynamic widgets (the task combo box is bound: the node is up to date)."""
         task = self._shownTask = self._parameterNode.task
         self.ui.taskDescriptionLabel.text = {c.name: c.description for c in panel_model.task_choices()}[task]
         self._buildClinicalForm(task)
@@ -156,7 +156,7 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         guesses = panel_model.match_volumes([p.phase for p in inputs], self.logic.volumeNames())
         for item in inputs:
             selector = slicer.qMRMLNodeComboBox()
-            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+            selector.nodeTypes = list(panel_model.volume_node_types(task))  # RGB images for microscopy
             selector.showChildNodeTypes = False  # label maps are not images
             selector.noneEnabled, selector.addEnabled, selector.removeEnabled = True, False, False
             selector.setMRMLScene(slicer.mrmlScene)
@@ -165,16 +165,17 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if current is None and item.phase in guesses:
                 current = slicer.mrmlScene.GetFirstNodeByName(guesses[item.phase])
             selector.setCurrentNode(current)
-            selector.connect("currentNodeChanged(vtkMRMLNode*)",
-                             lambda node, phase=item.phase: self._setPhaseVolume(phase, node))
+            selector.connect("currentNodeChanged(vtkMRMLNode*)", functools.partial(self._setPhaseVolume, item.phase))
             layout.addRow(item.label, selector)
             self._setPhaseVolume(item.phase, current)
 
     def _setPhaseVolume(self, phase, node):
-        if node is None:
-            self._parameterNode.phaseVolumes.pop(phase, None)
-        else:
-            self._parameterNode.phaseVolumes[phase] = node
+        # Slicer's ObservedDict: get/pop take no default. No parameter node: the scene is closing.
+        volumes = self._parameterNode.phaseVolumes if self._parameterNode else {}
+        if node is not None:
+            volumes[phase] = node
+        elif phase in volumes:
+            del volumes[phase]
 
     def _buildClinicalForm(self, task):
         layout = self._emptiedLayout(self.ui.clinicalFormWidget)
@@ -185,13 +186,12 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if field.kind == "choice":
                 widget = qt.QComboBox()
                 widget.addItems(list(field.choices))
-                widget.setCurrentText(values.get(field.name, ""))
-                widget.connect("currentTextChanged(QString)",
-                               lambda text, name=field.name: self._setClinical(name, text))
+                widget.setCurrentText(values.get(field.name) or "")
+                widget.connect("currentTextChanged(QString)", functools.partial(self._setClinical, field.name))
             else:
-                widget = qt.QLineEdit(values.get(field.name, ""))
+                widget = qt.QLineEdit(values.get(field.name) or "")
                 widget.placeholderText = f"{field.unit} ({field.low:g} to {field.high:g})".strip()
-                widget.connect("textChanged(QString)", lambda text, name=field.name: self._setClinical(name, text))
+                widget.connect("textChanged(QString)", functools.partial(self._setClinical, field.name))
             widget.toolTip = field.tooltip
             layout.addRow(field.label + ("" if field.required else " (optional)"), widget)
 
@@ -199,7 +199,8 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode.clinicalValues[name] = text
 
     def onSegmentSelectionChanged(self, *_):
-        self._parameterNode.lesionSegmentIds = list(self.ui.segmentsTableView.selectedSegmentIDs())
+        if self._parameterNode:  # none while the scene closes
+            self._parameterNode.lesionSegmentIds = list(self.ui.segmentsTableView.selectedSegmentIDs())
 
     def _fillModels(self, task):
         models = model_registry.installed_models(task=task)
@@ -207,19 +208,16 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.clear()
         for model in models:
             self.ui.modelComboBox.addItem(model.label, str(model.path))
-        paths = [str(m.path) for m in models]
-        wanted = self._parameterNode.model if self._parameterNode.model in paths else (paths[-1] if paths else "")
-        self.ui.modelComboBox.currentIndex = paths.index(wanted) if wanted else -1
+        self.ui.modelComboBox.currentIndex = panel_model.model_index([str(m.path) for m in models],
+                                                                     self._parameterNode.model)
         self.ui.modelComboBox.blockSignals(False)
         self.onModelChanged()
 
     def onModelChanged(self, *_):
-        path = self.ui.modelComboBox.currentData or ""
-        self._parameterNode.model = path
+        path = self._parameterNode.model = self.ui.modelComboBox.currentData or ""
         card = model_registry.read_card(path) if path else {}
         self._phases = card.get("phases")
-        self.ui.modelInfoLabel.text = (f"Reads {', '.join(card['phases'])}; classes {', '.join(card['classes'])}"
-                                       if card else "No model installed for this task.")
+        self.ui.modelInfoLabel.text = panel_model.model_summary(card)
         self._buildPhaseSelectors(self._parameterNode.task)
         self._checkCanApply()
 
@@ -245,8 +243,7 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._fillModels(self._parameterNode.task)
 
     def onOpenModelsFolderButton(self):
-        folder = model_registry.models_dir(create=True)
-        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(model_registry.models_dir(create=True))))
 
     def onClearModelsFolderButton(self):
         folder = model_registry.models_dir()
@@ -261,8 +258,8 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p.task != self._shownTask:
             self.onTaskChanged()
-        reasons = panel_model.missing_inputs(p.task, {k: True for k in p.phaseVolumes}, self._lesionIds(),
-                                             p.model, dict(p.clinicalValues), self._phases)
+        reasons = panel_model.missing_inputs(p.task, {k: v is not None for k, v in p.phaseVolumes.items()},
+                                             self._lesionIds(), p.model, dict(p.clinicalValues), self._phases)
         running = self._run is not None
         self.ui.applyButton.enabled = not reasons and not running
         self.ui.applyButton.toolTip = "Run the task on the inputs" if not reasons else "; ".join(reasons)
@@ -304,17 +301,28 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.progressBar.value += 1
         if not self._run.finished:
             return
+        run, p = self._abandonRun(), self._parameterNode or self.logic.getParameterNode()
+        try:  # a failed run must leave Apply and Run all usable for the retry
+            self.ui.statusLabel.text = run.summary()
+            self.ui.deviceInfoLabel.text = self.logic.deviceDescription()
+            if run.results:
+                p.outputTable = self.logic.showResults(run, self._jobs, p.outputTable)
+            failed = "\n".join(f"{self._jobs[i].task}: {e}" for i, e in run.errors.items())
+            if failed:
+                self.ui.statusLabel.text = f"{run.summary()}\n{failed}"
+                slicer.util.errorDisplay(f"The analysis failed.\n\n{failed}")
+        except Exception as err:  # noqa: BLE001 (a Qt timer slot must not raise: show it instead)
+            slicer.util.errorDisplay(f"Could not show the results.\n\n{err}")
+        finally:
+            self._checkCanApply()
+
+    def _abandonRun(self):  # stop polling and forget the current run (cancelled if still going); returns it
         self._timer.stop()
         run, self._run = self._run, None
+        if run is not None and not run.finished:
+            run.cancel()
         self.ui.progressBar.visible = self.ui.cancelButton.visible = False
-        with slicer.util.tryWithErrorDisplay("The analysis failed."):
-            self.ui.statusLabel.text = run.summary()
-            if run.results:
-                table = self.logic.showResults(run, self._jobs, self._parameterNode.outputTable)
-                self._parameterNode.outputTable = table
-            if run.errors:
-                raise RuntimeError("\n".join(f"{self._jobs[i].task}: {e}" for i, e in run.errors.items()))
-        self._checkCanApply()
+        return run
 
     def onCancelButton(self):
         if self._run is not None:
@@ -323,9 +331,7 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
-    """Runs the tasks on MRML nodes; usable without the widget. Blocking by default.
-
-    Console example (Slicer's Python console)::
+    """Runs the tasks on MRML nodes; usable without the widget. Blocking by default. In Slicer's console::
 
         logic = slicer.util.getModuleLogic("HCCAnalysis")
         table = logic.process("jia2019-hcc-vs-background", {"image": getNode("image")},
@@ -349,15 +355,16 @@ class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
         requirements = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
         if importlib.util.find_spec("slicer.packaging") is not None:  # Slicer >= 5.12
             packaging = importlib.import_module("slicer.packaging")  # keeps `slicer` a global name
-            packaging.pip_ensure(packaging.load_requirements(requirements), requester="HCCAnalysis")
+            # Not packaging.load_requirements: it cannot read the file's end-of-line comments.
+            packaging.pip_ensure(read_requirements(requirements), requester="HCCAnalysis")
         else:
             missing = missing_requirements(requirements)
             if missing and slicer.util.confirmOkCancelDisplay(f"HCCAnalysis will install: {', '.join(missing)}"):
                 slicer.util.pip_install(missing)
 
-    def deviceDescription(self):
-        if importlib.util.find_spec("torch") is None:
-            return "PyTorch is not installed yet: it is installed on the first run."
+    def deviceDescription(self):  # torch's devices once loaded (importing takes seconds: never for the panel)
+        if sys.modules.get("torch") is None:
+            return "auto picks a CUDA GPU when there is one, else the CPU (checked at the first run)."
         return describe_devices()
 
     def volumeNames(self):
@@ -386,13 +393,10 @@ class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
         volumes.update(chosen or {})
         return panel_jobs.applicable_jobs(volumes, segmentationNode, segmentIds, device, clinical)
 
-    def startJobs(self, jobs):
-        """Predict the jobs on a worker thread; poll the returned BackgroundRun from the GUI thread."""
+    def startJobs(self, jobs):  # predicts on a worker thread; poll the BackgroundRun from the GUI thread
         return BackgroundRun([(job.task, functools.partial(panel_jobs.run_job, job)) for job in jobs]).start()
 
-    def showResults(self, run, jobs, tableNode=None):
-        """Put the finished predictions into one table node and show it in a table layout; saliency
-        volumes (jobs that asked for one) go over the input in the slice views."""
+    def showResults(self, run, jobs, tableNode=None):  # one table node, in a table layout; saliency over the input
         predictions = [run.results[i] for i in sorted(run.results)]
         table = panel_jobs.results_to_table(predictions, slicer.mrmlScene, tableNode)
         for node in panel_jobs.saliency_nodes([jobs[i] for i in sorted(run.results)], slicer.mrmlScene):
@@ -429,9 +433,6 @@ class HCCAnalysisTest(ScriptedLoadableModuleTest):
         self.test_process_fills_table()
 
     def test_process_fills_table(self):
-        import tempfile
-        from pathlib import Path
-
         from HCCAnalysisLib.slicer_io.files import load_case_into_scene
 
         # HCCANALYSIS_SAMPLE_DATA is set by CMake for ctest; the default works in the source tree.

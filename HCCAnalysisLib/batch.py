@@ -8,6 +8,12 @@ Layout of the output folder::
     out/errors/<case>.tsv   one file per failed case (its error), removed once it succeeds
     out/results.tsv         all finished cases merged in cohort order
     out/errors.tsv          all failed cases merged
+    out/.lock               held (filelock: flock on POSIX, LockFileEx on Windows) while a run writes
+
+Every result row carries the task, the model version and the weights' SHA-256 (from the
+run's settings, see TRACE_COLUMNS), so rows merged from several runs can be traced to the
+model that made them. A case listed in cases.csv whose folder is missing fails on its own
+(errors.tsv) like any other bad case; the rest of the cohort is processed.
 
 The per-case files are the truth: a run killed at any moment loses at most the case
 it was working on, and the next run skips every case that has a file, retries the
@@ -15,6 +21,8 @@ failed ones and merges again. How a case is processed is the caller's business:
 `process_case(job)` returns a Prediction (or a list of flat record dicts); the file
 path loads case folders, the Slicer path builds MRML nodes.
 """
+
+from __future__ import annotations
 
 import contextlib
 import json
@@ -24,12 +32,25 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TextIO
 
 from HCCAnalysisLib.atomic import write_text_atomic
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.data.prediction import read_tsv, write_records_tsv
 
+if TYPE_CHECKING:
+    import argparse
+
+    import torch
+
+    from HCCAnalysisLib.data.cohort import CaseRecord, Cohort
+    from HCCAnalysisLib.data.prediction import Prediction
+    from HCCAnalysisLib.engine.device import DeviceChoice
+    from HCCAnalysisLib.models.package import LoadedModel
+
 ERROR_COLUMNS = ("case_id", "error_type", "message", "time")
+# settings key -> result column: what each result row carries so merged tables stay traceable
+TRACE_COLUMNS = {"task": "task", "model_version": "model_version", "model_weights_sha256": "model_weights_sha256"}
 _SAFE_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -58,7 +79,7 @@ class BatchResult:
     cancelled: bool = False
 
 
-def case_file_stem(case_id):
+def case_file_stem(case_id: str) -> str:
     """A file name for a case id; unusual characters are %-escaped so ids stay distinct."""
     if _SAFE_STEM.match(case_id):
         return case_id
@@ -88,25 +109,27 @@ def _check_settings(out_dir, settings):
 
 
 @contextlib.contextmanager
-def _exclusive(out_dir):
-    """Hold an advisory lock on out/.lock while a run writes there, so that a second run into
-    the same folder is refused instead of doing cases twice. The kernel drops the lock when
-    the process dies, even by SIGKILL, so a killed run never blocks the resume."""
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """Hold a lock on out/.lock while a run writes there, so that a second run into the same
+    folder is refused instead of doing cases twice. `filelock` uses flock on POSIX and
+    LockFileEx on Windows: the OS drops the lock when the process dies, even by SIGKILL, so a
+    killed run never blocks the resume, and Windows batches are protected too."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out_dir / ".lock"), timeout=0)
     try:
-        import fcntl
-    except ImportError:  # Windows: no flock; runs are not guarded against each other
+        lock.acquire()
+    except Timeout:
+        raise HCCInputError("is being written by another batch run", out_dir,
+                            "wait for it to finish, or use another output folder; if no run is going on "
+                            "(a file system without locks), delete its .lock file") from None
+    except OSError as err:
+        raise HCCInputError(f"cannot hold the batch lock .lock ({err.strerror or err})", out_dir,
+                            "choose a writable output folder") from None
+    try:
         yield
-        return
-    with open(out_dir / ".lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise HCCInputError("is being written by another batch run", out_dir,
-                                "wait for it to finish, or use another output folder") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        lock.release()
 
 
 def _job_ids(jobs):
@@ -135,12 +158,42 @@ def _records_and_columns(result):
     return records, columns
 
 
-def run_batch(jobs, process_case, out_dir, settings=None, progress=None, retry_failed=True, should_stop=None):
+def trace_values(settings: dict | None) -> dict:
+    """The traceability columns (task, model version, weights SHA-256) a run's settings give;
+    every result row of the run carries them. Settings without them (a caller's own engine
+    use) add nothing."""
+    settings = settings or {}
+    return {column: str(settings[key]) for key, column in TRACE_COLUMNS.items() if settings.get(key) is not None}
+
+
+def _stamp(records, columns, trace):
+    """Add the run's trace values to every row (after the row's own columns)."""
+    if not trace:
+        return records, columns
+    records = [{**record, **trace} for record in records]
+    return records, [c for c in columns if c not in trace] + list(trace)
+
+
+def _missing_folder(job):
+    """A case listed in cases.csv whose folder is absent: fail that case alone, naming the folder."""
+    folder = getattr(job, "folder", None)
+    if folder is not None and not Path(folder).is_dir():
+        raise HCCInputError(f"case '{job.case_id}' has no folder {Path(folder).name}/ (it is listed in cases.csv)",
+                            folder, "add the case folder, or remove the case from cases.csv")
+
+
+def run_batch(jobs: Iterable[Any], process_case: Callable[[Any], Prediction | list[dict[str, Any]]],
+              out_dir: str | Path, settings: dict[str, Any] | None = None,
+              progress: Callable[[BatchProgress], Any] | None = None, retry_failed: bool = True,
+              should_stop: Callable[[], bool] | None = None) -> BatchResult:
     """Process every job (an object with `.case_id`) once, resumably; returns a BatchResult.
 
     - `process_case(job)` -> Prediction or list of dicts; an exception marks the case failed
       (recorded in errors/, the run goes on). KeyboardInterrupt and SystemExit stop the run.
     - `settings`: a JSON-able dict identifying the run (task, model, cohort); compared on resume.
+      Its task / model_version / model_weights_sha256 (see `batch_settings`) are added to every
+      result row (TRACE_COLUMNS).
+    - A job with a `.folder` that does not exist fails alone (errors.tsv names the folder).
     - `progress(BatchProgress)` is called after every case; `should_stop()` is polled before
       every case (the panel's Cancel), leaving finished cases in place.
     - `retry_failed=False` leaves cases that failed in an earlier run alone.
@@ -148,13 +201,18 @@ def run_batch(jobs, process_case, out_dir, settings=None, progress=None, retry_f
     jobs = list(jobs)
     ids = _job_ids(jobs)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise HCCInputError(f"cannot be created ({err.strerror or err})", out_dir,
+                            "choose a writable output folder") from None
     with _exclusive(out_dir):
         _check_settings(out_dir, settings)
-        return _run_locked(jobs, ids, process_case, out_dir, progress, retry_failed, should_stop)
+        return _run_locked(jobs, ids, process_case, out_dir, progress, retry_failed, should_stop,
+                           trace_values(settings))
 
 
-def _run_locked(jobs, ids, process_case, out_dir, progress, retry_failed, should_stop):
+def _run_locked(jobs, ids, process_case, out_dir, progress, retry_failed, should_stop, trace):
     cases_dir, errors_dir = out_dir / "cases", out_dir / "errors"
     for stale in [*cases_dir.glob(".*.tmp"), *errors_dir.glob(".*.tmp")]:
         stale.unlink(missing_ok=True)  # left by a run killed mid-write; never a result
@@ -176,7 +234,8 @@ def _run_locked(jobs, ids, process_case, out_dir, progress, retry_failed, should
             cancelled = True
             break
         try:
-            records, columns = _records_and_columns(process_case(job))
+            _missing_folder(job)
+            records, columns = _stamp(*_records_and_columns(process_case(job)), trace)
         except Exception as err:  # noqa: BLE001 (one bad case must not stop the cohort)
             message = str(err) if isinstance(err, HCCInputError) else f"{err}\n{traceback.format_exc()}"
             write_records_tsv(error_file, [{
@@ -200,7 +259,7 @@ def _report(progress, index, total, case_id, status, message=""):
         progress(BatchProgress(index, total, case_id, status, message))
 
 
-def merge_results(out_dir, case_ids):
+def merge_results(out_dir: str | Path, case_ids: Sequence[str]) -> tuple[Path, Path]:
     """Merge per-case files, in `case_ids` order, into results.tsv and errors.tsv (atomically).
 
     Values are copied as text, so the merged table is byte-for-byte what the cases wrote.
@@ -225,7 +284,7 @@ def merge_results(out_dir, case_ids):
     return results_path, errors_path
 
 
-def print_progress(step, stream=None):
+def print_progress(step: BatchProgress, stream: TextIO | None = None) -> None:
     """Progress callback for consoles and logs: one line per case, flushed at once."""
     stream = stream or sys.stdout
     extra = f": {step.message}" if step.message else ""
@@ -234,7 +293,7 @@ def print_progress(step, stream=None):
 
 # --- the file path: cohort folders on disk (used by `hcc batch`) ---------------------------
 
-def batch_settings(cohort_dir, task, model):
+def batch_settings(cohort_dir: str | Path, task: str | None, model: LoadedModel) -> dict[str, Any]:
     """What identifies a run for resuming: task, model identity and cohort."""
     card = model.card
     return {
@@ -245,17 +304,19 @@ def batch_settings(cohort_dir, task, model):
     }
 
 
-def file_case_processor(model, device="auto"):
+def file_case_processor(model: LoadedModel,
+                        device: str | torch.device | None = "auto") -> Callable[[CaseRecord], Prediction]:
     """process_case for case folders: load the phases the model reads, then predict."""
     from HCCAnalysisLib.engine.infer import predict_case
 
-    def process(record):
+    def process(record: CaseRecord) -> Prediction:
         return predict_case(model, record.load(model.card["phases"], model.task), device=device)
 
     return process
 
 
-def load_batch_inputs(cohort_dir, task, model_ref, device="auto"):
+def load_batch_inputs(cohort_dir: str | Path, task: str | None, model_ref: str | Path,
+                      device: str | None = "auto") -> tuple[Cohort, LoadedModel, DeviceChoice]:
     """Resolve the cohort, the model (for `task`; None: the model's own task) and the device.
 
     Every check happens here, before any output is written.
@@ -268,13 +329,15 @@ def load_batch_inputs(cohort_dir, task, model_ref, device="auto"):
 
     if task is not None:
         get_task(task)
-    cohort = load_cohort(cohort_dir)
+    cohort = load_cohort(cohort_dir, require_folders=False)  # a missing case folder fails that case only
     choice = select_device(device)
     model = load_model(find_model(model_ref, task=task), choice.device, expected_task=task)
     return cohort, model, choice
 
 
-def run_cohort(cohort_dir, task, model_ref, out_dir, device="auto", progress=print_progress, retry_failed=True):
+def run_cohort(cohort_dir: str | Path, task: str | None, model_ref: str | Path, out_dir: str | Path,
+               device: str | None = "auto", progress: Callable[[BatchProgress], Any] | None = print_progress,
+               retry_failed: bool = True) -> BatchResult:
     """`hcc batch` in one call: predict every case of a cohort folder, resumably.
 
     Console example (the same as `hcc batch --cohort ... --model ... --out ...`)::
@@ -291,7 +354,7 @@ def run_cohort(cohort_dir, task, model_ref, out_dir, device="auto", progress=pri
                      retry_failed=retry_failed)
 
 
-def add_batch_arguments(parser):
+def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options shared by `hcc batch` and Scripts/batch.py (Slicer)."""
     parser.add_argument("--cohort", required=True, help="cohort folder (cases.csv + one folder per case)")
     parser.add_argument("--task", default=None,
@@ -305,7 +368,7 @@ def add_batch_arguments(parser):
     return parser
 
 
-def summarize(result, stream=None):
+def summarize(result: BatchResult, stream: TextIO | None = None) -> int:
     """The closing lines of a batch run; returns the exit status (0 ok, 3 some cases failed)."""
     stream = stream or sys.stdout
     state = "cancelled" if result.cancelled else "finished"
@@ -320,7 +383,7 @@ def _cli_batch(args):
     return summarize(result)
 
 
-def add_batch_parser(subparsers):
+def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `hcc batch` on the CLI's subparsers; the handler is in `func`."""
     parser = subparsers.add_parser(
         "batch", help="predict a whole cohort, resumably",
@@ -332,7 +395,8 @@ def add_batch_parser(subparsers):
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
+
     """`python -m HCCAnalysisLib.batch ...`: the same as `hcc batch ...`."""
     import argparse
 

@@ -8,11 +8,20 @@
 The sample cases are real CT / MR tumours, not liver MRI: see SampleData/LICENSES.md.
 """
 
+from __future__ import annotations
+
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from HCCAnalysisLib.workflows import evaluate_task, train_model
+
+if TYPE_CHECKING:
+    import slicer
+
+    from HCCAnalysisLib.data.prediction import Prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 COHORT = ROOT / "SampleData" / "demo-cohort"
@@ -22,7 +31,8 @@ PHASES = ["image"]
 DEMO_EPOCHS = 20
 
 
-def run_held_out_through_mrml(model_dir, case_dir, out_dir):
+def run_held_out_through_mrml(model_dir: str | Path, case_dir: str | Path,
+                              out_dir: Path) -> tuple[Prediction, slicer.vtkMRMLTableNode, Path]:
     """Held-out case -> MRML nodes -> Case -> prediction -> table node -> TSV + scene."""
     from HCCAnalysisLib.models.package import load_model
     from HCCAnalysisLib.engine.infer import predict_case
@@ -40,17 +50,19 @@ def run_held_out_through_mrml(model_dir, case_dir, out_dir):
     return prediction, table, scene_file
 
 
-def run_demo(out_dir="out/demo", epochs=None, log=print):
+def run_demo(out_dir: str | Path = "out/demo", epochs: int | None = None,
+             log: Callable[[str], Any] = print) -> dict[str, Any]:
+
     out_dir = Path(out_dir)
     epochs = epochs or DEMO_EPOCHS
     started = time.time()
     n_patients = len({line.split(",")[1] for line in (COHORT / "cases.csv").read_text().splitlines()[1:]})
     log(f"[1/3] {TASK}: leave-one-patient-out cross-validation on {n_patients} patients ({COHORT.name})")
     metrics = evaluate_task(TASK, COHORT, out_dir / "evaluation", folds=n_patients, phases=PHASES,
-                            pretrained="jia2019-cifar", epochs=epochs, log=log)
+                            pretrained="jia2019-cifar", epochs=epochs, log=log, overwrite=True)
     from HCCAnalysisLib.report.command import make_report
 
-    report = make_report([out_dir / "evaluation"], out_dir / "report")
+    report = make_report([out_dir / "evaluation"], out_dir / "report", overwrite=True)
     log(f"  report (ROC with DeLong CIs, confusion, kappa, t-SNE): {report}")
     log("[2/3] training the final model on the whole demo cohort")
     train_model(TASK, COHORT, out_dir / "model", PHASES, "jia2019-cifar", epochs, overwrite=True, log=log)

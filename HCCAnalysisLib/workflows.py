@@ -1,7 +1,11 @@
 """The three jobs behind `hcc train | evaluate | predict`, callable from Python as well."""
 
+from __future__ import annotations
+
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,26 +15,49 @@ from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.engine.evaluate import cross_validate, load_samples, training_set
 from HCCAnalysisLib.engine.infer import predict_case, run_net
 from HCCAnalysisLib.models.package import CARD_NAME, load_model, save_model
-from HCCAnalysisLib.models.pretrained import resolve_pretrained
+from HCCAnalysisLib.models.pretrained import describe_start, resolve_pretrained
 from HCCAnalysisLib.tasks import get_task
-from HCCAnalysisLib.engine.train import fit, resolve_device
+from HCCAnalysisLib.engine.device import resolve_device
+from HCCAnalysisLib.engine.train import fit
+
+if TYPE_CHECKING:
+    import torch
+
+    from HCCAnalysisLib.data.prediction import Prediction
+    from HCCAnalysisLib.methods.task import Task
 
 
-def parse_phases(task, phases):
+def parse_phases(task: Task, phases: str | Sequence[str] | None) -> tuple[str, ...]:
     """'a,b,c' or a sequence -> a checked tuple; the task's default phases when empty."""
     if isinstance(phases, str):
         phases = [p.strip() for p in phases.split(",") if p.strip()]
     return task.check_phases(phases or task.phases)
 
 
-def check_epochs(epochs):
+def check_epochs(epochs: int | None) -> None:
     if epochs is not None and epochs < 1:
         raise HCCInputError(f"--epochs {epochs}: must be at least 1 (or left out for the task default)")
 
 
+def refuse_existing_output(out_dir: str | Path, overwrite: bool, occupied: Callable[[Path], bool],
+                           what: str) -> None:
+    """The one rule of `hcc train`, `evaluate` and `report` for their output folder, checked before
+    any work: a path that is a file is refused, and a folder that `occupied(folder)` says already
+    holds results (`what`) is refused unless `overwrite` - no finished work is replaced by mistake."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HCCInputError("is a file; --out names a folder", out_dir)
+    if not overwrite and out_dir.is_dir() and occupied(out_dir):
+        raise HCCInputError(f"already holds {what}", out_dir, "choose another folder or pass --overwrite")
+
+
+def refuse_non_empty(out_dir: str | Path, overwrite: bool, what: str = "files") -> None:
+    """`refuse_existing_output` for commands whose output folder must be empty (`hcc report`)."""
+    refuse_existing_output(out_dir, overwrite, lambda folder: any(folder.iterdir()), what)
+
+
 def _refuse_existing_model(out_dir, overwrite):
-    if (Path(out_dir) / CARD_NAME).exists() and not overwrite:
-        raise HCCInputError("already holds a model package", out_dir, "choose another folder or pass --overwrite")
+    refuse_existing_output(out_dir, overwrite, lambda folder: (folder / CARD_NAME).exists(), "a model package")
 
 
 def _class_counts(task, samples):
@@ -40,8 +67,10 @@ def _class_counts(task, samples):
     return counts
 
 
-def train_model(task_name, cohort_dir, out_dir, phases=None, pretrained=None, epochs=None, seed=0,
-                device="auto", overwrite=False, log=print):
+def train_model(task_name: str, cohort_dir: str | Path, out_dir: str | Path,
+                phases: str | Sequence[str] | None = None, pretrained: str | Path | None = None,
+                epochs: int | None = None, seed: int = 0, device: str | torch.device | None = "auto",
+                overwrite: bool = False, log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Train on the whole cohort and write a model package; returns its card."""
     task = get_task(task_name)
     phases = parse_phases(task, phases)
@@ -49,7 +78,8 @@ def train_model(task_name, cohort_dir, out_dir, phases=None, pretrained=None, ep
     _refuse_existing_model(out_dir, overwrite)
     cohort = load_cohort(cohort_dir)
     device = resolve_device(device)
-    source = resolve_pretrained(pretrained, task)
+    source = resolve_pretrained(pretrained, task, len(phases))  # None: the task's recipe; "none": random
+    log(describe_start(source, task, len(phases)))
     started = time.time()
     samples_by_case = load_samples(task, cohort, phases, seed, log)
     base = [s for samples in samples_by_case.values() for s in samples]
@@ -78,35 +108,45 @@ def train_model(task_name, cohort_dir, out_dir, phases=None, pretrained=None, ep
     return card
 
 
-def evaluate_task(task_name, cohort_dir, out_dir, folds=5, repeats=1, phases=None, pretrained=None, epochs=None,
-                  seed=0, device="auto", log=print):
+def evaluate_task(task_name: str, cohort_dir: str | Path, out_dir: str | Path, folds: int = 5, repeats: int = 1,
+                  phases: str | Sequence[str] | None = None, pretrained: str | Path | None = None,
+                  epochs: int | None = None, seed: int = 0, device: str | torch.device | None = "auto",
+                  log: Callable[[str], Any] = print, overwrite: bool = False) -> dict[str, Any]:
+    """Cross-validate a task on a cohort into `out_dir`; returns metrics.json's dict.
+
+    A folder holding an unfinished evaluation made with the same settings is resumed; one holding
+    a finished evaluation or other files is refused unless `overwrite` (then the earlier
+    evaluation's files are removed first)."""
+    from HCCAnalysisLib.engine.evaluate import holds_other_output
+
     task = get_task(task_name)
     phases = parse_phases(task, phases)
     check_epochs(epochs)
+    refuse_existing_output(out_dir, overwrite, holds_other_output,
+                           "a finished evaluation or other files (an unfinished evaluation is resumed)")
     cohort = load_cohort(cohort_dir)
     n_patients = len(cohort.patients())
     if folds < 2 or folds > n_patients:  # before any case is loaded
         raise HCCInputError(f"{folds} folds asked for {n_patients} patients", hint="use 2 <= folds <= patients")
-    source = resolve_pretrained(pretrained, task)
+    source = resolve_pretrained(pretrained, task, len(phases))  # None: the task's recipe; "none": random
+    log(describe_start(source, task, len(phases)))
     metrics = cross_validate(task, cohort, phases, out_dir, folds, repeats, seed, resolve_device(device),
-                             None if source is None else source[1], epochs, log)
+                             None if source is None else source[1], epochs, log,
+                             pretrained=None if source is None else str(Path(source[0]).resolve()), fresh=overwrite)
     for name, value in metrics["summary"].items():
         log(f"  {name:12s} {value['mean']:.3f} +- {value['sd']:.3f}  ({value['n_folds']} folds)")
     return metrics
 
 
-def case_fields(case_dir, cases_csv=None, case_id=None, clinical=()):
+def case_fields(case_dir: str | Path, cases_csv: str | Path | None = None, case_id: str | None = None,
+                clinical: Iterable[str] | None = ()) -> dict[str, str]:
     """A case's table fields: its row of a cases.csv (when given), then COLUMN=VALUE pairs."""
-    import csv
-
     fields = {}
     case_id = case_id or Path(case_dir).name
     if cases_csv:
-        try:
-            with open(cases_csv, newline="", encoding="utf-8-sig") as handle:
-                rows = [r for r in csv.DictReader(handle) if (r.get("case_id") or "").strip() == case_id]
-        except (OSError, UnicodeDecodeError) as err:
-            raise HCCInputError(f"could not be read: {err}", cases_csv) from None
+        from HCCAnalysisLib.data.cohort import read_cases_table
+
+        rows = [r for r in read_cases_table(cases_csv)[1] if r.get("case_id", "") == case_id]
         if len(rows) != 1:
             raise HCCInputError(f"has {len(rows)} rows for case_id '{case_id}', expected one", cases_csv)
         fields.update({k: (v or "").strip() for k, v in rows[0].items() if k not in ("case_id", "patient_id")})
@@ -118,7 +158,10 @@ def case_fields(case_dir, cases_csv=None, case_id=None, clinical=()):
     return fields
 
 
-def predict_folder(model_dir, case_dir, out_path, device="auto", case_id=None, patient_id=None, fields=None):
+def predict_folder(model_dir: str | Path, case_dir: str | Path, out_path: str | Path,
+                   device: str | torch.device | None = "auto", case_id: str | None = None,
+                   patient_id: str | None = None, fields: dict[str, str] | None = None) -> Prediction:
+
     """Run a model package on one case folder (with its table fields) and write the per-lesion TSV."""
     from HCCAnalysisLib.data.case_loading import load_for_task
 

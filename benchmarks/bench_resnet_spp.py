@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from HCCAnalysisLib.nets.jia2019_weights import from_jia2019, load_jia2019_file  # noqa: E402
 from HCCAnalysisLib.nets.resnet_spp import build_resnet20  # noqa: E402
 
-WEIGHTS = ROOT / "SampleData" / "pretrained-jia2019" / "cifar_resnet_32_dict_withSPP.pkl"
+WEIGHTS = ROOT / "HCCAnalysisLib" / "methods" / "jia2019" / "weights" / "cifar_resnet_32_dict_withSPP.pkl"
 
 
 # ---------------- reference: the straightforward version ----------------

@@ -1,7 +1,7 @@
 """Rewrite the MODULE_PYTHON_SCRIPTS list of HCCAnalysisLib/CMakeLists.txt from the tree.
 
 Run after adding or removing a library file: `.venv/bin/python tools/update_cmake_lists.py`.
-Testing/test_slicer_module_static.py fails while the list and the tree differ.
+Testing/slicer_module/test_slicer_module_static.py fails while the list and the tree differ.
 """
 
 import re

@@ -75,7 +75,7 @@ def render(rows, source):
            "laboratory cut-offs, so they are not seed 002's).", "",
            "Check of the method: on the counts printed in seed 002 Table 1 the same "
            "function gives the paper's p-values and selects its seven factors "
-           "(`Testing/test_clinical_selection.py`).", ""]
+           "(`Testing/clinical/test_clinical_selection.py`).", ""]
     for outcome, description in OUTCOMES.items():
         factors = [f for f in BASELINE if f != outcome]
         used = sum(row[outcome] != "" for row in rows)

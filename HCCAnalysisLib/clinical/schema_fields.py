@@ -7,12 +7,16 @@ Each bin or category maps to a code; the default code is one-hot, and a schema c
 its own code table (Wang 2020 uses single threshold bits and a 3-bit BCLC code).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import math
 import re
 from dataclasses import dataclass, field
 
 # Cell contents that mean "no value" (cases.csv exports from R, Excel, UCI use all of these).
-MISSING_TOKENS = {"", "na", "n/a", "nan", "none", "null", "?", "-", "missing", "unknown"}
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "none", "null", "?", "-", ".", "missing", "unknown"})
 
 _NUMBER = re.compile(r"^\s*([<>]?)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
 
@@ -21,7 +25,7 @@ class FieldError(Exception):
     """One field's problem; the schema gathers these into one HCCInputError."""
 
 
-def is_missing(raw):
+def is_missing(raw: Any) -> bool:
     """True when the cell holds no value (None, NaN or a missing-value token)."""
     if raw is None:
         return True
@@ -50,27 +54,27 @@ class CategoryField:
 
     name: str
     description: str
-    categories: tuple
-    aliases: dict = field(default_factory=dict)
-    codes: dict = None
-    columns: tuple = None
+    categories: tuple[str, ...]
+    aliases: dict[str, str] = field(default_factory=dict)
+    codes: dict[str, tuple[float, ...]] | None = None
+    columns: tuple[str, ...] | None = None
     missing: str = "error"
-    column_aliases: tuple = ()
+    column_aliases: tuple[str, ...] = ()
 
-    def code_table(self):
+    def code_table(self) -> dict[str, tuple[float, ...]]:
         if self.codes is not None:
             return self.codes
         return dict(zip(self.categories, _one_hot(len(self.categories))))
 
-    def column_names(self):
+    def column_names(self) -> tuple[str, ...]:
         if self.columns is not None:
             return self.columns
         return tuple(f"{self.name}={c}" for c in self.categories)
 
-    def allowed(self):
+    def allowed(self) -> str:
         return ", ".join(self.categories)
 
-    def category_of(self, raw):
+    def category_of(self, raw: Any) -> str:
         """The category a raw cell names, or FieldError."""
         text = str(raw).strip()
         by_lower = {c.lower(): c for c in self.categories}
@@ -96,8 +100,7 @@ class CategoryField:
         key = str(raw).strip().lower()
         return key in self.aliases or key in {c.lower() for c in self.categories}
 
-    def encode(self, raw):
-        # A category may be spelt like a missing-value token ("none"): categories win.
+    def encode(self, raw: Any) -> tuple[float, ...]:
         if is_missing(raw) and not (raw is not None and self._is_spelling(raw)):
             if self.missing == "zeros":
                 return tuple(0.0 for _ in self.column_names())
@@ -120,31 +123,31 @@ class NumberField:
     unit: str
     low: float
     high: float
-    cuts: tuple
-    bin_names: tuple
-    alt_units: dict = field(default_factory=dict)
-    codes: tuple = None
-    columns: tuple = None
+    cuts: tuple[float, ...]
+    bin_names: tuple[str, ...]
+    alt_units: dict[str, float] = field(default_factory=dict)
+    codes: tuple[tuple[float, ...], ...] | None = None
+    columns: tuple[str, ...] | None = None
     missing: str = "error"
-    column_aliases: tuple = ()
+    column_aliases: tuple[str, ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if len(self.bin_names) != len(self.cuts) + 1:
             raise ValueError(f"{self.name}: need one bin name more than cut-offs")
 
-    def code_table(self):
+    def code_table(self) -> tuple[tuple[float, ...], ...]:
         return self.codes if self.codes is not None else _one_hot(len(self.bin_names))
 
-    def column_names(self):
+    def column_names(self) -> tuple[str, ...]:
         if self.columns is not None:
             return self.columns
         return tuple(f"{self.name}={b}" for b in self.bin_names)
 
-    def allowed(self):
+    def allowed(self) -> str:
         unit = f" {self.unit}" if self.unit else ""
         return f"a number between {self.low:g} and {self.high:g}{unit}"
 
-    def parse(self, raw):
+    def parse(self, raw: Any) -> tuple[str, float]:
         """(operator, value in `unit`) from a raw cell; operator is '', '<' or '>'."""
         text = str(raw).strip()
         if re.fullmatch(r"[<>]?\s*\d+,\d+.*", text):
@@ -166,7 +169,7 @@ class NumberField:
                              f"{self.low:g}-{self.high:g} {self.unit}")
         return op, value
 
-    def bin_of(self, op, value):
+    def bin_of(self, op: str, value: float) -> int:
         """Index of the bin holding the value; a censored value must not straddle a cut."""
         index = sum(1 for c in self.cuts if value >= c)
         straddles = (op == ">" and any(c > value for c in self.cuts)) or \
@@ -178,7 +181,7 @@ class NumberField:
             index -= 1  # "<60" with a cut at 60 lies below it
         return index
 
-    def encode(self, raw):
+    def encode(self, raw: Any) -> tuple[float, ...]:
         if is_missing(raw):
             if self.missing == "zeros":
                 return tuple(0.0 for _ in self.column_names())
@@ -191,7 +194,7 @@ YES_NO_ALIASES = {"y": "yes", "1": "yes", "true": "yes", "present": "yes", "posi
                   "n": "no", "0": "no", "false": "no", "absent": "no", "negative": "no"}
 
 
-def yes_no(name, description, one_hot=True, **kwargs):
+def yes_no(name: str, description: str, one_hot: bool = True, **kwargs: Any) -> CategoryField:
     """A yes/no field: one-hot [no, yes] (Zhen) or a single 0/1 bit (Wang)."""
     if one_hot:
         return CategoryField(name, description, ("no", "yes"), YES_NO_ALIASES, **kwargs)

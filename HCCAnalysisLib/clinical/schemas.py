@@ -18,6 +18,10 @@ plausible range, allowed categories), reports all problems at once as one
 (Li et al. 2014) onto Wang's vector, bit by bit, as far as that table allows.
 """
 
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
 from dataclasses import dataclass
 
 import math
@@ -34,18 +38,18 @@ class ClinicalSchema:
 
     name: str
     paper: str
-    fields: tuple
+    fields: tuple[CategoryField | NumberField, ...]
     note: str = ""
 
-    def feature_names(self):
+    def feature_names(self) -> list[str]:
         """Column names of the encoded vector, in order."""
         return [c for f in self.fields for c in f.column_names()]
 
     @property
-    def dim(self):
+    def dim(self) -> int:
         return len(self.feature_names())
 
-    def field_names(self):
+    def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
 
     def _lookup(self, record, fld):
@@ -59,7 +63,7 @@ class ClinicalSchema:
             raise FieldError(f"given twice ({', '.join(k for k, _ in found)}) with different values")
         return True, found[0][1]
 
-    def encode(self, record, source=None):
+    def encode(self, record: Mapping[str, Any], source: str | None = None) -> np.ndarray:
         """Validate `record` (column -> raw value) and return the float32 vector.
 
         Every field is checked before anything is returned; all problems are listed in one
@@ -92,7 +96,7 @@ class ClinicalSchema:
                     f"{f.name} ({f.allowed()})" for f in self.fields))
         return np.asarray(values, dtype=np.float32)
 
-    def encode_many(self, records, sources=None):
+    def encode_many(self, records: Sequence[Mapping[str, Any]], sources: Sequence[str] | None = None) -> np.ndarray:
         """Encode a sequence of records into an N x dim float32 matrix."""
         rows = []
         for i, record in enumerate(records):
@@ -100,7 +104,7 @@ class ClinicalSchema:
             rows.append(self.encode(record, source=source))
         return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
 
-    def describe(self):
+    def describe(self) -> list[str]:
         """One line per field: name, allowed values, columns (for docs and the GUI)."""
         return [f"{f.name}: {f.description}; {f.allowed()} -> {', '.join(f.column_names())}"
                 for f in self.fields]
@@ -182,7 +186,7 @@ WANG2020_SCHEMA = ClinicalSchema(
 SCHEMAS = {s.name: s for s in (ZHEN2020_SCHEMA, WANG2020_SCHEMA)}
 
 
-def get_schema(name):
+def get_schema(name: str) -> ClinicalSchema:
     """The schema called `name` ('zhen2020' or 'wang2020')."""
     try:
         return SCHEMAS[name]
@@ -191,7 +195,8 @@ def get_schema(name):
                             hint=f"known: {', '.join(sorted(SCHEMAS))}") from None
 
 
-def encode(record, schema="wang2020", source=None):
+def encode(record: Mapping[str, Any], schema: str | ClinicalSchema = "wang2020", source: str | None = None
+           ) -> np.ndarray:
     """Encode one record (column -> raw string) with the schema named `schema`."""
     schema_obj = schema if isinstance(schema, ClinicalSchema) else get_schema(schema)
     return schema_obj.encode(record, source=source)
@@ -233,7 +238,7 @@ def _asaur_number(row, column, source):
     return value
 
 
-def wang2020_vector_from_asaur(row, source=None):
+def wang2020_vector_from_asaur(row: Mapping[str, Any], source: str | None = None) -> np.ndarray:
     """Wang's 9-element vector from one asaur row (mapping column -> value).
 
     Bits the table cannot give are NaN (see `ASAUR_WANG2020_BITS`); callers keep only the
@@ -256,12 +261,12 @@ def wang2020_vector_from_asaur(row, source=None):
     return np.asarray(vector, dtype=np.float32)
 
 
-def asaur_derivable_columns():
+def asaur_derivable_columns() -> list[int]:
     """Indices of Wang's bits that the asaur table gives (exactly or as a proxy)."""
     return [i for i, (_, kind, _) in enumerate(ASAUR_WANG2020_BITS) if kind != "missing"]
 
 
-def asaur_early_recurrence(row, months=12, source=None):
+def asaur_early_recurrence(row: Mapping[str, Any], months: float = 12, source: str | None = None) -> int | None:
     """1 = recurrence within `months` of resection (Wang's 'early recurrence'), 0 = none
     within that time; None when follow-up ended before `months` without recurrence."""
     rfs = _asaur_number(row, "RFS", source)

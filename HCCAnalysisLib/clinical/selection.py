@@ -6,13 +6,21 @@ after binarising continuous values at stated thresholds, and keeps the factors w
 p < 0.05. `select_factors` does the same on any rows of clinical values.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import chi2_contingency
 
+from HCCAnalysisLib.clinical.schema_fields import MISSING_TOKENS
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Seed 002, section II.A / Table 1: value >= threshold is the "high" group.
 # The NLR cut is 2.81 in the text (2.8 in Table 1 and the binary vector).
@@ -29,8 +37,8 @@ SEED002_THRESHOLDS = {
     "afp": 9.0,             # ug/L
 }
 
-# Cell texts read as "not recorded"; such a row is left out of that factor's test only.
-MISSING = frozenset({"", "na", "nan", "n/a", "none", "null", "?", "."})
+# Cell texts read as "not recorded" (the schemas' list); such a row is left out of that factor's test only.
+MISSING = MISSING_TOKENS
 
 
 @dataclass(frozen=True)
@@ -42,10 +50,10 @@ class FactorTest:
     dof: int
     p_value: float
     n: int
-    levels: tuple
-    outcome_levels: tuple
-    table: tuple
-    threshold: float = None
+    levels: tuple[str, ...]
+    outcome_levels: tuple[str, ...]
+    table: tuple[tuple[int, ...], ...]
+    threshold: float | None = None
     selected: bool = False
     note: str = ""
 
@@ -56,15 +64,15 @@ class FactorSelection:
 
     outcome: str
     alpha: float
-    tests: tuple
-    selected: tuple
+    tests: tuple[FactorTest, ...]
+    selected: tuple[str, ...]
 
-    def rows(self):
+    def rows(self) -> list[dict[str, Any]]:
         """One flat dict per factor (name, statistic, dof, p_value, n, selected, note)."""
         return [{"factor": t.name, "statistic": t.statistic, "dof": t.dof, "p_value": t.p_value,
                  "n": t.n, "selected": t.selected, "note": t.note} for t in self.tests]
 
-    def test(self, name):
+    def test(self, name: str) -> FactorTest:
         """Return the FactorTest of factor `name`."""
         for item in self.tests:
             if item.name == name:
@@ -114,7 +122,7 @@ def _as_records(rows):
 
 def _order(levels):
     """Numeric levels in numeric order, "<t" before ">=t", then the rest alphabetically."""
-    def key(level):
+    def key(level: str) -> tuple[int, float, str]:
         try:
             return (0, float(level), "")
         except ValueError:
@@ -151,7 +159,9 @@ def _test_one(name, pairs, outcome_levels, threshold, alpha):
                       selected=p_value < alpha, note=note, **base)
 
 
-def select_factors(rows, outcome, alpha=0.05, factors=None, thresholds=None, max_levels=10):
+def select_factors(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, outcome: str, alpha: float = 0.05,
+                   factors: Sequence[str] | None = None, thresholds: Mapping[str, float] | None = None,
+                   max_levels: int = 10) -> FactorSelection:
     """Test each clinical factor against `outcome` (Pearson chi-squared) and select p < alpha.
 
     rows: an iterable of mappings column -> value (dicts, `CaseRecord.clinical`, or a

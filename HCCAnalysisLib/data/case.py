@@ -7,6 +7,10 @@ A case folder holds one image per phase or sequence, named by it (`arterial.nrrd
 on the segmentation grid and reads each phase through physical coordinates.
 """
 
+from __future__ import annotations
+
+from typing import Any, Sequence
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,20 +44,20 @@ class Lesion:
 class Case:
     case_id: str
     patient_id: str
-    images: dict
+    images: dict[str, sitk.Image]
     segmentation: sitk.Image
-    lesions: list
-    liver_mask: sitk.Image = None
-    labels: dict = field(default_factory=dict)
-    clinical: dict = field(default_factory=dict)
+    lesions: list[Lesion]
+    liver_mask: sitk.Image | None = None
+    labels: dict[str, Any] = field(default_factory=dict)
+    clinical: dict[str, Any] = field(default_factory=dict)
     source: str = ""
-    _grid_cache: dict = field(default_factory=dict, repr=False)
+    _grid_cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
-    def phases(self):
+    def phases(self) -> list[str]:
         return list(self.images)
 
-    def phase_on_grid(self, phase):
+    def phase_on_grid(self, phase: str) -> np.ndarray:
         """The phase resampled (linear) onto the segmentation grid, as a (z, y, x) float32 array."""
         if phase not in self.images:
             raise HCCInputError(f"has no phase '{phase}'", self.source,
@@ -69,13 +73,13 @@ class Case:
             self._grid_cache[phase] = array.astype(np.float32, copy=False)
         return self._grid_cache[phase]
 
-    def lesion_array(self, lesion):
+    def lesion_array(self, lesion: Lesion) -> np.ndarray:
         return sitk.GetArrayViewFromImage(lesion.mask)
 
-    def liver_array(self):
+    def liver_array(self) -> np.ndarray | None:
         return None if self.liver_mask is None else sitk.GetArrayViewFromImage(self.liver_mask)
 
-    def spacing_zyx(self):
+    def spacing_zyx(self) -> tuple[float, float, float]:
         return tuple(reversed(self.segmentation.GetSpacing()))
 
 
@@ -90,7 +94,7 @@ def _physical_bounds(image, index_points):
     return np.array([image.TransformContinuousIndexToPhysicalPoint([float(v) for v in p]) for p in index_points])
 
 
-def check_overlap(image, mask, phase, source):
+def check_overlap(image: sitk.Image, mask: sitk.Image, phase: str, source: str | Path) -> None:
     """Refuse a phase that does not cover the lesion voxels of `mask` in physical space."""
     array = sitk.GetArrayViewFromImage(mask)
     zyx = np.argwhere(array > 0)
@@ -111,7 +115,8 @@ def check_overlap(image, mask, phase, source):
                             "the lesion must lie inside every phase image")
 
 
-def lesions_from_labelmap(labelmap, values, source):
+def lesions_from_labelmap(labelmap: sitk.Image, values: LabelValues, source: str | Path
+                          ) -> tuple[list[Lesion], sitk.Image | None]:
     """Split the lesion label into connected components, largest first: each one is a lesion."""
     array = sitk.GetArrayViewFromImage(labelmap)
     present = sorted(int(v) for v in np.unique(array))
@@ -134,7 +139,8 @@ def lesions_from_labelmap(labelmap, values, source):
     return lesions, liver
 
 
-def read_seg_nrrd(path, lesion_names=None):
+def read_seg_nrrd(path: str | Path, lesion_names: Sequence[str] | None = None
+                  ) -> tuple[sitk.Image, list[Lesion], sitk.Image | None]:
     """A Slicer .seg.nrrd: segments named 'liver' give the liver, the others (or `lesion_names`) lesions."""
     import slicerio
 
@@ -157,7 +163,7 @@ def read_seg_nrrd(path, lesion_names=None):
         if missing:
             raise HCCInputError(f"has no segment named {missing}", path, f"segments: {names}")
 
-    def to_image(mask_ijk):
+    def to_image(mask_ijk: np.ndarray) -> sitk.Image:
         image = sitk.GetImageFromArray(np.ascontiguousarray(mask_ijk.transpose(2, 1, 0)))
         image.SetSpacing(spacing.tolist())
         image.SetOrigin(ijk_to_lps[:3, 3].tolist())
@@ -187,7 +193,7 @@ def read_seg_nrrd(path, lesion_names=None):
     return segmentation, lesions, liver
 
 
-def validate_lesions(lesions, segmentation, source):
+def validate_lesions(lesions: Sequence[Lesion], segmentation: sitk.Image, source: str | Path) -> None:
     for lesion in lesions:
         count = int(np.count_nonzero(sitk.GetArrayViewFromImage(lesion.mask)))
         if count == 0:
@@ -197,7 +203,7 @@ def validate_lesions(lesions, segmentation, source):
                                 source, "remove the stray label")
 
 
-def find_case_files(folder):
+def find_case_files(folder: str | Path) -> tuple[dict[str, Path], Path]:
     """Map phase name -> file or DICOM folder, and the segmentation file, of one case folder."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -225,8 +231,9 @@ def find_case_files(folder):
     return phases, segmentations[0]
 
 
-def load_case(folder, case_id=None, patient_id=None, phases=None, fields=None,
-              label_values=LabelValues(), lesion_names=None):
+def load_case(folder: str | Path, case_id: str | None = None, patient_id: str | None = None,
+              phases: Sequence[str] | None = None, fields: dict[str, Any] | None = None,
+              label_values: LabelValues = LabelValues(), lesion_names: Sequence[str] | None = None) -> Case:
     """Load one case folder; `phases` restricts (and requires) the phases that are read."""
     folder = Path(folder)
     available, seg_path = find_case_files(folder)

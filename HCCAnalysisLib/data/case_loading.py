@@ -1,9 +1,19 @@
 """Which loader reads a case folder for a task: radiology volumes + segmentation (most tasks)
 or a microscopy image (Meng 2019). A task names its loader; loaders are imported lazily."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
 import importlib
 
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    from HCCAnalysisLib.data.case import Case
+    from HCCAnalysisLib.data.microscopy_case import MicroscopyCase
+    from HCCAnalysisLib.methods.task import Task
 
 # task.loader -> (module in this package, function(folder, case_id, patient_id, phases, fields))
 LOADERS = {
@@ -12,7 +22,9 @@ LOADERS = {
 }
 
 
-def load_for_task(folder, task=None, phases=None, case_id=None, patient_id=None, fields=None):
+def load_for_task(folder: str | Path, task: Task | None = None, phases: Sequence[str] | None = None,
+                  case_id: str | None = None, patient_id: str | None = None, fields: dict[str, Any] | None = None
+                  ) -> Case | MicroscopyCase:
     """Load one case folder the way `task` reads it (volumes when no task is given)."""
     kind = getattr(task, "loader", "volumes")
     try:

@@ -1,12 +1,21 @@
 """Cohort: a folder with `cases.csv` (case_id, patient_id, label and clinical columns)
 and one sub-folder per case."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from HCCAnalysisLib.data.case_loading import load_for_task
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    from HCCAnalysisLib.data.case import Case
+    from HCCAnalysisLib.data.microscopy_case import MicroscopyCase
+    from HCCAnalysisLib.methods.task import Task
 
 REQUIRED_COLUMNS = ("case_id", "patient_id")
 
@@ -16,9 +25,9 @@ class CaseRecord:
     case_id: str
     patient_id: str
     folder: Path
-    fields: dict = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
 
-    def load(self, phases=None, task=None):
+    def load(self, phases: Sequence[str] | None = None, task: Task | None = None) -> Case | MicroscopyCase:
         """The case as `task` reads it (radiology volumes by default)."""
         return load_for_task(self.folder, task, phases, self.case_id, self.patient_id, self.fields)
 
@@ -26,12 +35,12 @@ class CaseRecord:
 @dataclass
 class Cohort:
     folder: Path
-    records: list
+    records: list[CaseRecord]
 
-    def patients(self):
+    def patients(self) -> list[str]:
         return sorted({r.patient_id for r in self.records})
 
-    def column(self, name):
+    def column(self, name: str) -> list[str]:
         """The values of a cases.csv column, one per record; refuses a missing or empty column."""
         missing = [r.case_id for r in self.records if not str(r.fields.get(name, "")).strip()]
         if missing:
@@ -40,19 +49,43 @@ class Cohort:
         return [r.fields[name].strip() for r in self.records]
 
 
-def load_cohort(folder):
-    """Read and check `cases.csv`; case folders are checked to exist, not yet loaded."""
+def read_cases_table(table: "str | Path") -> "tuple[list[str], list[dict[str, str]]]":
+    """A cases.csv as (columns, rows of stripped cells), read strictly: a stray quote or a row whose
+    width is not the header's is an error naming its line, never a half-read table. Blank lines
+    are skipped. The one parser of cases.csv (cohorts, `hcc predict --cases-csv`, batches)."""
+    table = Path(table)
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as handle:
+            lines = list(csv.reader(handle, strict=True))
+    except UnicodeDecodeError:
+        raise HCCInputError("is not UTF-8 text", table, "save it as UTF-8 CSV") from None
+    except csv.Error as err:
+        raise HCCInputError(f"is not well-formed CSV: {err}", table, "check the quotes on that line") from None
+    except OSError as err:
+        raise HCCInputError(f"could not be read: {err.strerror or err}", table) from None
+    numbered = [(n, row) for n, row in enumerate(lines, start=1) if any(cell.strip() for cell in row)]
+    if not numbered:
+        return [], []
+    columns = [c.strip() for c in numbered[0][1]]
+    rows = []
+    for n, row in numbered[1:]:
+        if len(row) != len(columns):
+            raise HCCInputError(f"line {n} has {len(row)} cells, the header has {len(columns)}", table,
+                                "every row needs one cell per column (empty cells are fine)")
+        rows.append({c: v.strip() for c, v in zip(columns, row)})
+    return columns, rows
+
+
+def load_cohort(folder: str | Path, require_folders: bool = True) -> Cohort:
+    """Read and check `cases.csv`; case folders are checked to exist, not yet loaded.
+
+    `require_folders=False` (the batch engine) keeps a case without its folder in the list, so
+    that it fails on its own (errors.tsv) instead of stopping the whole cohort."""
     folder = Path(folder)
     table = folder / "cases.csv"
     if not table.is_file():
         raise HCCInputError("has no cases.csv", folder, "a cohort is a folder with cases.csv and one folder per case")
-    try:
-        with open(table, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = reader.fieldnames or []
-            rows = list(reader)
-    except UnicodeDecodeError:
-        raise HCCInputError("is not UTF-8 text", table, "save it as UTF-8 CSV") from None
+    columns, rows = read_cases_table(table)
     absent = [c for c in REQUIRED_COLUMNS if c not in columns]
     if absent:
         raise HCCInputError(f"lacks the column(s) {absent}", table, f"columns found: {columns}")
@@ -73,7 +106,7 @@ def load_cohort(folder):
             raise HCCInputError(f"case_id '{case_id}' appears more than once (line {line})", table)
         seen.add(case_id)
         case_folder = folder / case_id
-        if not case_folder.is_dir():
+        if require_folders and not case_folder.is_dir():
             raise HCCInputError(f"case '{case_id}' (line {line}) has no folder {case_folder.name}/", table)
         fields = {k: (v or "").strip() for k, v in row.items() if k not in REQUIRED_COLUMNS and k is not None}
         records.append(CaseRecord(case_id, patient_id, case_folder, fields))

@@ -6,6 +6,10 @@ full-resolution level unless `downsample` says otherwise). In Slicer the same ca
 from a one-slice (vector / RGB) volume node: `microscopy_case_from_node`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +17,9 @@ import numpy as np
 
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.methods.meng2019.tiles import PIL_SUFFIXES, TIFF_SUFFIXES, image_from_vector_volume_node, read_microscopy_image
+
+if TYPE_CHECKING:
+    import slicer
 
 IMAGE_SUFFIXES = PIL_SUFFIXES + TIFF_SUFFIXES
 
@@ -22,19 +29,19 @@ class MicroscopyCase:
     case_id: str
     patient_id: str
     image: np.ndarray  # H x W x C (C = 1 or 3), pixel type as read
-    fields: dict = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
     @property
-    def labels(self):
+    def labels(self) -> dict[str, Any]:
         return self.fields
 
     @property
-    def clinical(self):
+    def clinical(self) -> dict[str, Any]:
         return self.fields
 
     @property
-    def lesions(self):  # a microscopy case has no segmented lesion: the whole image is the unit
+    def lesions(self) -> list:  # a microscopy case has no segmented lesion: the whole image is the unit
         return []
 
 
@@ -44,7 +51,7 @@ def _check_phases(phases, source):
                             f"({', '.join(phases)})", source, "microscopy tasks take one image per case")
 
 
-def find_microscopy_image(folder):
+def find_microscopy_image(folder: str | Path) -> Path:
     """The one image file of a microscopy case folder (a file path is taken as it is)."""
     folder = Path(folder)
     if folder.is_file():
@@ -63,7 +70,9 @@ def find_microscopy_image(folder):
     return images[0]
 
 
-def load_microscopy_case(folder, case_id=None, patient_id=None, phases=None, fields=None, downsample=1.0):
+def load_microscopy_case(folder: str | Path, case_id: str | None = None, patient_id: str | None = None,
+                         phases: Sequence[str] | None = None, fields: dict[str, Any] | None = None,
+                         downsample: float = 1.0) -> MicroscopyCase:
     """Load the one image of a microscopy case folder (or an image file) into a MicroscopyCase."""
     path = find_microscopy_image(folder)
     _check_phases(phases, path)
@@ -72,7 +81,8 @@ def load_microscopy_case(folder, case_id=None, patient_id=None, phases=None, fie
     return MicroscopyCase(case_id, patient_id or case_id, image, dict(fields or {}), str(path))
 
 
-def microscopy_case_from_node(node, case_id=None, patient_id=None, fields=None):
+def microscopy_case_from_node(node: slicer.vtkMRMLVolumeNode, case_id: str | None = None,
+                              patient_id: str | None = None, fields: dict[str, Any] | None = None) -> MicroscopyCase:
     """A MicroscopyCase from a Slicer volume node with one slice (RGB vector or grey scalar)."""
     image = image_from_vector_volume_node(node)
     name = node.GetName() if hasattr(node, "GetName") else "image"

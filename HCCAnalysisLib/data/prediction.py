@@ -1,5 +1,10 @@
 """Prediction: one row per lesion (and per background ROI where the task has them)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
 import csv
 from dataclasses import dataclass, field
 
@@ -16,28 +21,28 @@ class PredictionRow:
     lesion_name: str
     kind: str  # "lesion" | "background"
     predicted_class: str
-    probabilities: dict  # class name -> probability
+    probabilities: dict[str, float]  # class name -> probability
     n_samples: int = 1
-    extras: dict = field(default_factory=dict)  # e.g. time-signal curve values
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. time-signal curve values
 
 
 @dataclass
 class Prediction:
     task: str
     model: str
-    classes: list
-    rows: list
+    classes: list[str]
+    rows: list[PredictionRow]
 
-    def extra_columns(self):
+    def extra_columns(self) -> list[str]:
         names = []
         for row in self.rows:
             names += [k for k in row.extras if k not in names]
         return names
 
-    def columns(self):
+    def columns(self) -> list[str]:
         return list(ID_COLUMNS) + [f"prob_{c}" for c in self.classes] + ["n_samples"] + self.extra_columns()
 
-    def records(self):
+    def records(self) -> list[dict[str, Any]]:
         """Flat dicts in column order: what the TSV and the Slicer table hold."""
         extras = self.extra_columns()
         out = []
@@ -49,11 +54,11 @@ class Prediction:
             out.append(record)
         return out
 
-    def write_tsv(self, path):
+    def write_tsv(self, path: str | Path) -> None:
         write_records_tsv(path, self.records(), self.columns())
 
 
-def write_records_tsv(path, records, columns):
+def write_records_tsv(path: str | Path, records: Iterable[dict[str, Any]], columns: Sequence[str]) -> None:
     """Write rows to a TSV atomically: a reader never sees a half-written file."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, delimiter="\t", lineterminator="\n")
@@ -68,6 +73,6 @@ def _format(value):
     return value
 
 
-def read_tsv(path):
+def read_tsv(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle, delimiter="\t"))

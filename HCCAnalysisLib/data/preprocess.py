@@ -6,32 +6,46 @@ gave the same values but computed the percentiles twice and cost 2.5 s and 320 M
 per process (benchmarks/results_case_analysis.md, variants A and D).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from HCCAnalysisLib.errors import HCCInputError
 
+if TYPE_CHECKING:
+    from HCCAnalysisLib.data.case import Case
 
-def normalise_top1(volume, source="image"):
-    """Scale a volume to [0, 1] with the top 1 % trimmed (Jia 2019 eq. 2):
-    I' = (I - I_min) / (I_max - I_min), I_max the 99th percentile, clipped to [0, 1]."""
-    volume = np.asarray(volume, dtype=np.float32)
-    low, high = float(volume.min()), float(np.percentile(volume, 99))
+
+def top1_range(array: np.ndarray, source: str = "image") -> tuple[float, float]:
+    """(I_min, I_max) of Jia 2019 eq. 2: the minimum and the 99th percentile of a whole image
+    (the scaling of Jia's, Wang's and Zhen's inputs); a constant image is refused."""
+    low, high = float(np.min(array)), float(np.percentile(array, 99))
     if not high > low:
         raise HCCInputError("is constant (no contrast left after trimming the top 1 %)", source,
                             "check that the right image was loaded")
+    return low, high
+
+
+def normalise_top1(volume: np.ndarray, source: str = "image") -> np.ndarray:
+    """Scale a volume to [0, 1] with the top 1 % trimmed (Jia 2019 eq. 2):
+    I' = (I - I_min) / (I_max - I_min), I_max the 99th percentile, clipped to [0, 1]."""
+    volume = np.asarray(volume, dtype=np.float32)
+    low, high = top1_range(volume, source)
     out = (volume - np.float32(low)) * np.float32(1.0 / (high - low))
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def bounding_box(mask_zyx):
+def bounding_box(mask_zyx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) inclusive index bounds of the non-zero voxels of a (z, y, x) mask."""
     coords = np.argwhere(mask_zyx)
     return coords.min(axis=0), coords.max(axis=0)
 
 
-def largest_slices(mask_zyx, count):
+def largest_slices(mask_zyx: np.ndarray, count: int) -> list[int]:
     """The `count` axial slices around the one with the largest lesion area (centre first)."""
     areas = mask_zyx.reshape(mask_zyx.shape[0], -1).sum(axis=1)
     present = np.flatnonzero(areas)
@@ -44,7 +58,8 @@ def largest_slices(mask_zyx, count):
     return chosen
 
 
-def square_box(lo_yx, hi_yx, spacing_yx, margin=0.15, min_mm=8.0):
+def square_box(lo_yx: Sequence[int], hi_yx: Sequence[int], spacing_yx: Sequence[float], margin: float = 0.15,
+               min_mm: float = 8.0) -> tuple[int, int, int, int]:
     """A square (in mm) in-plane box around [lo, hi] with a relative margin, as (y0, y1, x0, x1)."""
     spacing_yx = np.asarray(spacing_yx, dtype=float)
     centre = (np.asarray(lo_yx) + np.asarray(hi_yx)) / 2.0
@@ -56,7 +71,7 @@ def square_box(lo_yx, hi_yx, spacing_yx, margin=0.15, min_mm=8.0):
     return int(y0), int(y1), int(x0), int(x1)
 
 
-def crop_2d(plane, box):
+def crop_2d(plane: np.ndarray, box: Sequence[int]) -> np.ndarray:
     """Crop (y0, y1, x0, x1) from a 2D array, padding with the plane's minimum outside it."""
     y0, y1, x0, x1 = box
     out = np.full((y1 - y0, x1 - x0), float(plane.min()), dtype=np.float32)
@@ -67,13 +82,24 @@ def crop_2d(plane, box):
     return out
 
 
-def resize_channels(image_chw, size):
-    """Resize a C x H x W array to C x size x size (area interpolation, as for downsampling ROIs)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image_chw, dtype=np.float32))[None]
-    return F.interpolate(tensor, size=(size, size), mode="area")[0].numpy()
+def resize_channels(image_chw: np.ndarray, size: int, mode: str = "area") -> np.ndarray:
+    """Resize a C x H x W array to C x size x size.
+
+    "area" (Jia 2019: averaging, as for downsampling ROIs) or "bilinear" (Zhen 2020, Wang 2020:
+    linear interpolation, anti-aliased when shrinking, as MONAI's Resize does it)."""
+    image = np.ascontiguousarray(image_chw, dtype=np.float32)
+    if mode == "area":
+        return F.interpolate(torch.from_numpy(image)[None], size=(size, size), mode="area")[0].numpy()
+    if mode != "bilinear":
+        raise ValueError(f"unknown resize mode {mode!r}")
+    from monai.transforms import Resize  # only the Zhen / Wang samplers pay MONAI's import
+
+    shrink = image.shape[1] > size or image.shape[2] > size
+    resize = Resize((size, size), mode="bilinear", align_corners=False, anti_aliasing=shrink)
+    return np.asarray(resize(image), dtype=np.float32)
 
 
-def augment_x6(image_chw):
+def augment_x6(image_chw: np.ndarray) -> list[np.ndarray]:
     """Jia 2019 augmentation: the original, three 90-degree rotations, a horizontal and a vertical flip."""
     return [
         image_chw,
@@ -85,7 +111,8 @@ def augment_x6(image_chw):
     ]
 
 
-def time_signal_curve(volumes, z, centre_yx, window=16):
+def time_signal_curve(volumes: Sequence[np.ndarray], z: int, centre_yx: Sequence[float], window: int = 16
+                      ) -> list[float]:
     """Mean intensity of the window x window centre of the ROI on slice z, per phase (Jia 2019 3.2)."""
     values = []
     for volume in volumes:
@@ -96,7 +123,7 @@ def time_signal_curve(volumes, z, centre_yx, window=16):
     return values
 
 
-def fused_volumes(case, phases, channels):
+def fused_volumes(case: Case, phases: Sequence[str], channels: int) -> list[np.ndarray]:
     """Normalised phase volumes on the segmentation grid, fused as channels (data-level fusion: Jia 2019, Wang 2020).
 
     One phase alone is replicated into every channel, as a grey image fills all three RGB

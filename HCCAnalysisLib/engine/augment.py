@@ -6,6 +6,10 @@ and each process applies those of its own share, so a torchrun run augments exac
 one-process run does.
 """
 
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
 import math
 
 import numpy as np
@@ -16,7 +20,8 @@ from HCCAnalysisLib.data.preprocess import augment_x6
 from HCCAnalysisLib.data.samples import Sample
 
 
-def draw(generator, n, rotate_deg=0.0, flip_prob=0.0):
+def draw(generator: torch.Generator, n: int, rotate_deg: float = 0.0, flip_prob: float = 0.0
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Angles (radians) and horizontal / vertical flip flags for n images."""
     angles = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(rotate_deg)
     flip_h = torch.rand(n, generator=generator) < flip_prob
@@ -24,7 +29,8 @@ def draw(generator, n, rotate_deg=0.0, flip_prob=0.0):
     return angles, flip_h, flip_v
 
 
-def rotate_flip(images, angles, flip_h, flip_v):
+def rotate_flip(images: torch.Tensor, angles: torch.Tensor, flip_h: torch.Tensor, flip_v: torch.Tensor
+                ) -> torch.Tensor:
     """Rotate each B x C x H x W image about its centre (bilinear, zero outside) and flip it."""
     images = images.clone()
     images[flip_h] = images[flip_h].flip(-1)
@@ -42,16 +48,17 @@ class BatchAugmenter:
     """Per-epoch random rotation/flip of the `image` input, from settings such as
     {"rotate_deg": 40, "flip_prob": 0.5} (a task's `training["augment"]`)."""
 
-    def __init__(self, settings, seed):
+    def __init__(self, settings: Mapping[str, Any], seed: int) -> None:
         self.rotate_deg = float(settings.get("rotate_deg", 0.0))
         self.flip_prob = float(settings.get("flip_prob", 0.0))
         self.generator = torch.Generator().manual_seed(seed + 7919)  # apart from the batch order's stream
 
-    def draw_batch(self, n):
+    def draw_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return draw(self.generator, n, self.rotate_deg, self.flip_prob)
 
     @staticmethod
-    def apply(inputs, params, positions):
+    def apply(inputs: Mapping[str, torch.Tensor], params: Sequence[torch.Tensor], positions: torch.Tensor
+              ) -> dict[str, torch.Tensor]:
         """Augment `inputs["image"]` with the parameters at `positions` of the global batch."""
         angles, flip_h, flip_v = (p[positions] for p in params)
         out = dict(inputs)
@@ -59,7 +66,7 @@ class BatchAugmenter:
         return out
 
 
-def augment_samples(samples):
+def augment_samples(samples: Sequence[Sample]) -> list[Sample]:
     """Jia 2019 x6 augmentation of every 2D input of every sample (training only).
 
     The views are flipped / rotated, so they no longer map pixel for pixel onto the crop box:

@@ -5,9 +5,16 @@ The panel, the console and `hcc` all pass the user's choice through
 user sees, in plain language, what was found on the machine.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    import torch
 
 #: The choices offered to users (the panel's combo box lists these in order).
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -35,7 +42,7 @@ def _cuda_gpus():
     return gpus
 
 
-def describe_devices():
+def describe_devices() -> str:
     """One line saying which compute devices torch can use here (for the panel and logs)."""
     import torch
 
@@ -47,7 +54,7 @@ def describe_devices():
     return f"no CUDA GPU found; running on CPU (torch {torch.__version__}, {build})"
 
 
-def select_device(requested="auto"):
+def select_device(requested: str | None = "auto") -> DeviceChoice:
     """Resolve "auto" / "cpu" / "cuda" / "cuda:N" to a concrete device.
 
     "auto" takes the first CUDA GPU when there is one, else the CPU. Asking for
@@ -81,6 +88,15 @@ def select_device(requested="auto"):
         )
     name, mem = found[index]
     return DeviceChoice(text, f"cuda:{index}", f"CUDA GPU {index}: {name} ({mem:.0f} GiB)")
+
+
+def resolve_device(requested: "str | torch.device | None" = "auto") -> "torch.device":
+    """The torch.device for the user's choice, through `select_device` (one resolver everywhere)."""
+    import torch
+
+    if isinstance(requested, torch.device):
+        requested = str(requested)
+    return torch.device(select_device(requested).device)
 
 
 def _parse_index(text):

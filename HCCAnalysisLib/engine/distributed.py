@@ -5,6 +5,8 @@ PyTorch's SyncBatchNorm only runs on GPUs; on the CPU (gloo) `CrossRankBatchNorm
 the same job: per-channel sums are all-reduced (differentiably) before normalising.
 """
 
+from __future__ import annotations
+
 import os
 
 import torch
@@ -12,7 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 
-def world():
+def world() -> tuple[int, int]:
     """(rank, world_size) from the torchrun environment; (0, 1) for a plain run."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
@@ -20,7 +22,7 @@ def world():
 _STATS_GROUP = None
 
 
-def init_if_needed(device):
+def init_if_needed(device: torch.device) -> tuple[int, int]:
     global _STATS_GROUP
     rank, size = world()
     if size > 1 and not dist.is_initialized():
@@ -32,7 +34,7 @@ def init_if_needed(device):
     return rank, size
 
 
-def shutdown():
+def shutdown() -> None:
     global _STATS_GROUP
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -43,13 +45,13 @@ class _SumOverProcesses(torch.autograd.Function):
     """all_reduce(SUM) with its gradient: d(sum over processes)/d(own part) is the summed gradient."""
 
     @staticmethod
-    def forward(ctx, tensor):
+    def forward(ctx: object, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.clone()
         dist.all_reduce(tensor, group=_STATS_GROUP)
         return tensor
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
         dist.all_reduce(grad, group=_STATS_GROUP)
         return grad
@@ -58,7 +60,7 @@ class _SumOverProcesses(torch.autograd.Function):
 class CrossRankBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d with batch statistics over every process's part of the batch (CPU-capable)."""
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized()):
             return super().forward(x)
         channels = x.shape[1]
@@ -71,17 +73,18 @@ class CrossRankBatchNorm2d(nn.BatchNorm2d):
         mean = stats[:channels] / total
         var = (stats[channels:2 * channels] / total - mean * mean).to(x.dtype)
         mean = mean.to(x.dtype)
-        with torch.no_grad():
-            self.num_batches_tracked += 1
-            m = self.momentum
-            self.running_mean.mul_(1 - m).add_(m * mean.detach())
-            self.running_var.mul_(1 - m).add_(m * var.detach() * float(total / (total - 1)))
+        if self.track_running_stats:  # as BatchNorm2d: unbiased variance of the whole batch
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - m).add_(m * mean.detach())
+                self.running_var.mul_(1 - m).add_(m * var.detach() * float(total / (total - 1)))
         shape = (1, channels, 1, 1)
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         return y * self.weight.view(shape) + self.bias.view(shape)
 
 
-def convert_batchnorm(module, device):
+def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     """Swap BatchNorm2d for a cross-process one (SyncBatchNorm on CUDA)."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
@@ -96,7 +99,7 @@ def convert_batchnorm(module, device):
     return module
 
 
-def restore_batchnorm(module):
+def restore_batchnorm(module: nn.Module) -> nn.Module:
     """Back to plain BatchNorm2d (same parameters and buffers) before saving or predicting."""
     for name, child in module.named_children():
         if isinstance(child, (CrossRankBatchNorm2d, nn.SyncBatchNorm)):
@@ -109,7 +112,7 @@ def restore_batchnorm(module):
     return module
 
 
-def sum_over_processes(value):
+def sum_over_processes(value: float) -> float:
     """A float summed over every process (the value itself in a plain run)."""
     if not dist.is_initialized():
         return value
@@ -119,6 +122,6 @@ def sum_over_processes(value):
     return float(tensor)
 
 
-def shard(indices, rank, size):
+def shard(indices: torch.Tensor, rank: int, size: int) -> torch.Tensor:
     """This process's share of one global batch (interleaved, so shares differ by at most one)."""
     return indices[rank::size]

@@ -1,21 +1,33 @@
 """Case + model -> Prediction: sample, run the net in batches, aggregate per lesion / ROI."""
 
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
 import numpy as np
 import torch
 
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.data.prediction import Prediction, PredictionRow
 from HCCAnalysisLib.methods import get_sampler
-from HCCAnalysisLib.engine.train import stack_inputs
+from HCCAnalysisLib.engine.batches import stack_inputs
+
+if TYPE_CHECKING:
+    from HCCAnalysisLib.data.case import Case
+    from HCCAnalysisLib.data.microscopy_case import MicroscopyCase
+    from HCCAnalysisLib.data.samples import Sample
+    from HCCAnalysisLib.methods.task import Task
+    from HCCAnalysisLib.models.package import LoadedModel
 
 
-def case_rng(case_id, seed=0):
+def case_rng(case_id: str, seed: int = 0) -> np.random.Generator:
     """A generator fixed by the case id: a case gives the same ROIs in every run."""
     return np.random.default_rng([seed, *map(ord, case_id)])
 
 
-def make_samples(task, case, phases, seed=0, training=False, fields=None):
+def make_samples(task: Task, case: Case | MicroscopyCase, phases: Sequence[str] | None, seed: int = 0,
+                 training: bool = False, fields: dict[str, Any] | None = None) -> list[Sample]:
     """The task's samples of one case; targets come from `fields` (cases.csv) when given."""
     phases = task.check_phases(phases, case.source)
     if fields is not None:
@@ -30,7 +42,8 @@ def make_samples(task, case, phases, seed=0, training=False, fields=None):
 
 
 @torch.inference_mode()
-def run_net(net, samples, device, batch_size=256, with_embeddings=False):
+def run_net(net: torch.nn.Module, samples: Sequence[Sample], device: torch.device, batch_size: int = 256,
+            with_embeddings: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
     """Class probabilities (N x K) and optionally the embeddings (N x D) of samples."""
     net.eval()
     probs, embeddings = [], []
@@ -45,7 +58,8 @@ def run_net(net, samples, device, batch_size=256, with_embeddings=False):
     return (probs, np.concatenate(embeddings) if embeddings else None) if with_embeddings else probs
 
 
-def aggregate(samples, probs, classes, votes=False):
+def aggregate(samples: Sequence[Sample], probs: np.ndarray, classes: Sequence[str], votes: bool = False
+              ) -> list[PredictionRow]:
     """One row per (lesion or background ROI): the mean of its samples' probabilities.
 
     With `votes`, each row also gets `vote_<class>`: the share of its samples (patches, tiles)
@@ -68,7 +82,8 @@ def aggregate(samples, probs, classes, votes=False):
     return rows
 
 
-def predict_case(model, case, phases=None, device="cpu"):
+def predict_case(model: LoadedModel, case: Case | MicroscopyCase, phases: Sequence[str] | None = None,
+                 device: str | torch.device = "cpu") -> Prediction:
     """Run a loaded model package on one Case."""
     device = torch.device(device)
     phases = phases or model.card["phases"]

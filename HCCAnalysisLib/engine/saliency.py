@@ -17,6 +17,10 @@ Gradients run on the ordinary module path: ResNet20+SPP folds batch norm only in
 without autograd, so with gradients enabled it takes the standard (differentiable) path.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
 import os
 import tempfile
 from contextlib import contextmanager
@@ -29,12 +33,16 @@ import torch.nn.functional as F
 
 from HCCAnalysisLib.errors import HCCInputError
 
+if TYPE_CHECKING:
+    from HCCAnalysisLib.data.case import Case
+    from HCCAnalysisLib.data.samples import Placement, Sample
+    from HCCAnalysisLib.methods.task import Task
+    from HCCAnalysisLib.models.package import LoadedModel
+
 METHODS = ("vanilla", "smoothgrad")
 IMAGE_INPUT = "image"
-# Samplers whose samples carry a `samples.Placement` (crops of the segmentation grid's axial
-# slices). Zhen 2020 samples planes of its own 0.7 x 0.7 x 7 mm grid; Liang 2018 and Meng 2019
-# (patches, microscopy tiles) set none either. Testing/test_saliency.py checks this list.
-PLACED_SAMPLERS = ("jia2019", "wang2020")
+# Tasks with `Task.placements` have samples that carry a `samples.Placement` (crops of the
+# segmentation grid's axial slices); Testing/engine/test_saliency.py checks the flag against the samplers.
 NO_VOLUME_HINT = "saliency volumes are available for the Jia 2019 and Wang 2020 tasks"
 
 
@@ -42,11 +50,11 @@ class _LogitsOfImage(torch.nn.Module):
     """The net as MONAI's saliency classes call it: the image positional, every other input
     as a keyword, class logits out (nets with auxiliary heads return a dict)."""
 
-    def __init__(self, net):
+    def __init__(self, net: torch.nn.Module) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, image, **others):
+    def forward(self, image: torch.Tensor, **others: torch.Tensor) -> torch.Tensor:
         out = self.net(**{IMAGE_INPUT: image}, **others)
         return out["logits"] if isinstance(out, dict) else out
 
@@ -116,8 +124,9 @@ def _normalised(gradient_chw):
     return saliency.cpu().numpy().astype(np.float32)
 
 
-def saliency_maps(net, samples, target="predicted", method="vanilla", device="cpu", n_noisy=25, noise=0.15,
-                  seed=0):
+def saliency_maps(net: torch.nn.Module, samples: Sequence[Sample], target: str | int = "predicted",
+                  method: str = "vanilla", device: str | torch.device = "cpu", n_noisy: int = 25,
+                  noise: float = 0.15, seed: int = 0) -> list[np.ndarray]:
     """One H x W float32 map in [0, 1] per sample, from the gradient of the target logit.
 
     `target`: "predicted" (each sample's own argmax) or a class index. `method`: "vanilla"
@@ -144,7 +153,7 @@ def saliency_maps(net, samples, target="predicted", method="vanilla", device="cp
     return maps
 
 
-def paste_maps(maps, placements, reference):
+def paste_maps(maps: Sequence[np.ndarray], placements: Sequence[Placement], reference: sitk.Image) -> sitk.Image:
     """Maps resized (bilinear) to their crop boxes and pasted onto `reference`'s grid.
 
     Max where boxes overlap; the parts of a box outside the grid (padding) are dropped.
@@ -166,18 +175,18 @@ def paste_maps(maps, placements, reference):
     return image
 
 
-def check_saliency_task(task):
+def check_saliency_task(task: str | Task) -> Task:
     """Refuse, before any work, a task (name or `tasks.Task`) whose samples carry no placement."""
     from HCCAnalysisLib.tasks import get_task
 
     task = get_task(task) if isinstance(task, str) else task
-    if task.sampler not in PLACED_SAMPLERS:
+    if not task.placements:
         raise HCCInputError(f"task {task.name} has no saliency volume: its inputs ({task.sampler} sampler) are "
                             "not crops of the segmentation grid's axial slices", hint=NO_VOLUME_HINT)
     return task
 
 
-def placed_samples(model, case, phases=None):
+def placed_samples(model: LoadedModel, case: Case, phases: Sequence[str] | None = None) -> list[Sample]:
     """The model's samples of the case that carry a placement; refuses a task with none."""
     from HCCAnalysisLib.engine.infer import make_samples
 
@@ -188,13 +197,15 @@ def placed_samples(model, case, phases=None):
                             model.directory)
     samples = make_samples(model.task, case, phases, seed=model.card.get("seed", 0))
     placed = [s for s in samples if s.placement is not None]
-    if not placed:  # a sampler listed in PLACED_SAMPLERS that did not set placements
+    if not placed:  # a task with `placements` whose sampler set none
         raise HCCInputError(f"task {model.task.name} gave no sample with a placement on the segmentation grid",
                             case.source, NO_VOLUME_HINT)
     return placed
 
 
-def saliency_volume(model, case, phases=None, target="predicted", method="vanilla", device="cpu"):
+def saliency_volume(model: LoadedModel, case: Case, phases: Sequence[str] | None = None,
+                    target: str | int = "predicted", method: str = "vanilla",
+                    device: str | torch.device = "cpu") -> sitk.Image:
     """The saliency of a loaded model (`models.LoadedModel`) over one Case, on its segmentation grid."""
     samples = placed_samples(model, case, phases)
     model.net.to(device)
@@ -202,13 +213,15 @@ def saliency_volume(model, case, phases=None, target="predicted", method="vanill
     return paste_maps(maps, [s.placement for s in samples], case.segmentation)
 
 
-def save_saliency_volume(model_dir, case_dir, out_path, phases=None, target="predicted", method="vanilla",
-                         device="cpu", fields=None):
+def save_saliency_volume(model_dir: str | Path, case_dir: str | Path, out_path: str | Path,
+                         phases: Sequence[str] | None = None, target: str | int = "predicted",
+                         method: str = "vanilla", device: str | torch.device | None = "cpu",
+                         fields: dict[str, Any] | None = None) -> sitk.Image:
     """Load a model package and a case folder, write the saliency volume (NRRD, NIfTI, MHA) atomically."""
     from HCCAnalysisLib.data.case_loading import load_for_task
     from HCCAnalysisLib.io.images import image_suffix
     from HCCAnalysisLib.models.package import load_model
-    from HCCAnalysisLib.engine.train import resolve_device
+    from HCCAnalysisLib.engine.device import resolve_device
 
     suffix = image_suffix(out_path)
     if not suffix or suffix in (".seg.nrrd", ".nhdr", ".mhd"):

@@ -5,9 +5,13 @@ the same global batch order and takes its interleaved share, the loss is weighte
 the averaged gradient equals the one-process gradient, and batch norm spans processes.
 """
 
+from __future__ import annotations
+
 import random
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,43 +19,24 @@ from torch.nn.parallel import DistributedDataParallel
 
 from HCCAnalysisLib.engine import distributed
 from HCCAnalysisLib.engine.augment import BatchAugmenter
+from HCCAnalysisLib.engine.batches import stack_inputs
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.losses import build_loss
 from HCCAnalysisLib.nets import build_net
 
-
-def resolve_device(name="auto"):
-    """'auto' takes CUDA when present; 'cpu' / 'cuda' / 'cuda:1' force a device."""
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if isinstance(name, torch.device):
-        device = name
-    else:
-        try:
-            device = torch.device(name)
-        except (RuntimeError, TypeError):
-            raise HCCInputError(f"unknown device '{name}'", hint="use auto, cpu, cuda or cuda:N") from None
-        if device.type not in ("cpu", "cuda"):
-            raise HCCInputError(f"unknown device '{name}'", hint="use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HCCInputError("CUDA was requested but no CUDA device is available", hint="use --device cpu")
-    return device
+if TYPE_CHECKING:
+    from HCCAnalysisLib.data.samples import Sample
+    from HCCAnalysisLib.methods.task import Task
 
 
-def set_seed(seed):
+def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def stack_inputs(samples, device=None):
-    """Samples -> dict of batched tensors (one per input name)."""
-    names = samples[0].inputs.keys()
-    out = {k: torch.from_numpy(np.stack([s.inputs[k] for s in samples])) for k in names}
-    return {k: v.to(device) for k, v in out.items()} if device is not None else out
-
-
-def build_task_net(task, pretrained_state=None, log=None):
+def build_task_net(task: Task, pretrained_state: Mapping[str, torch.Tensor] | str | Path | None = None,
+                   log: Callable[[str], Any] | None = None) -> torch.nn.Module:
     """The task's network, with pretrained weights transferred where given (the head stays new).
 
     `pretrained_state` is a Jia 2019 state dict for ResNet20+SPP, or the path of a weights file
@@ -66,13 +51,18 @@ def build_task_net(task, pretrained_state=None, log=None):
     if pretrained_state is not None:
         from HCCAnalysisLib.nets.jia2019_weights import transfer_pretrained
 
+        first = pretrained_state.get("embedding_net.conv1.weight")
         loaded, skipped = transfer_pretrained(net, pretrained_state)
         if log:
             log(f"pretrained weights: {len(loaded)} tensors loaded, {len(skipped)} kept new ({', '.join(skipped)})")
+            if first is not None and hasattr(net, "conv1") and first.shape[1] != net.conv1.weight.shape[1]:
+                log(f"  first convolution: {first.shape[1]}-channel kernel spread over "
+                    f"{net.conv1.weight.shape[1]} replicated channels")
     return net
 
 
-def make_optimiser(name, parameters, lr, weight_decay):
+def make_optimiser(name: str, parameters: Iterable[torch.nn.Parameter], lr: float,
+                   weight_decay: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
@@ -80,8 +70,13 @@ def make_optimiser(name, parameters, lr, weight_decay):
     raise ValueError(f"unknown optimiser '{name}' (adam or sgd)")
 
 
-def fit(task, samples, device, seed=0, epochs=None, batch_size=None, lr=None, pretrained_state=None,
-        progress=None, log=print, optimiser=None):
+def fit(task: Task, samples: Sequence[Sample], device: torch.device, seed: int = 0, epochs: int | None = None,
+        batch_size: int | None = None, lr: float | None = None,
+        pretrained_state: Mapping[str, torch.Tensor] | str | Path | None = None,
+        progress: Callable[[float, str], Any] | None = None, log: Callable[[str], Any] = print,
+
+        optimiser: str | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+
     """Train the task's net on `samples`; returns (net on CPU in eval mode, history)."""
     settings = task.training
     epochs = settings.get("epochs", 30) if epochs is None else epochs
@@ -89,10 +84,14 @@ def fit(task, samples, device, seed=0, epochs=None, batch_size=None, lr=None, pr
         raise HCCInputError(f"epochs must be at least 1, got {epochs}")
     batch_size = batch_size or settings.get("batch_size", 32)
     lr = lr or settings.get("lr", 1e-3)
-    if pretrained_state is not None:  # Jia 2019 5.4: fine-tune at half the learning rate
-        lr = lr * settings.get("finetune_lr_factor", 0.5)
     rank, size = distributed.init_if_needed(device)
     log = log if rank == 0 else (lambda *a, **k: None)
+    if pretrained_state is not None:  # Jia 2019 5.4: fine-tune at half the learning rate
+        factor = settings.get("finetune_lr_factor", 0.5)
+        log(f"fine-tuning from pretrained weights: learning rate {lr * factor:g} ({lr:g} x {factor:g})")
+        lr = lr * factor
+    else:
+        log(f"training from random initialisation: learning rate {lr:g}")
     set_seed(seed)
     net = build_task_net(task, pretrained_state, log)
     if size > 1:

@@ -4,6 +4,8 @@ Everything is refused before pixels are allocated where possible (size, dimensio
 series layout), and after reading only for what needs the pixels (NaN/inf).
 """
 
+from __future__ import annotations
+
 import os
 from pathlib import Path
 
@@ -20,7 +22,7 @@ DEFAULT_MAX_VOLUME_GB = 4.0
 SLICE_SPACING_TOLERANCE = 0.05
 
 
-def image_suffix(path):
+def image_suffix(path: str | Path) -> str:
     """The image suffix of a file name ('' when it is not an image we read)."""
     name = Path(path).name.lower()
     for suffix in IMAGE_SUFFIXES:
@@ -108,7 +110,7 @@ def _check_slice_spacing(files, folder):
             folder, "remove stray or duplicate slices, or resample the series")
 
 
-def read_image(path):
+def read_image(path: str | Path) -> sitk.Image:
     """Read one 3D scalar volume as float32, refusing what the analysis cannot use."""
     path = Path(path)
     if not path.exists():
@@ -156,7 +158,7 @@ def read_image(path):
     return image
 
 
-def read_label_image(path):
+def read_label_image(path: str | Path) -> sitk.Image:
     """Read a label map as an integer image (uint16), same checks as read_image."""
     image = read_image(path)
     array = sitk.GetArrayViewFromImage(image)

@@ -4,11 +4,18 @@
 "logits" and auxiliary heads for the multi-head losses.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
 import importlib
 
 import torch.nn.functional as F
 
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _logits(output):
@@ -18,10 +25,10 @@ def _logits(output):
 class CrossEntropy:
     """Plain cross-entropy on the main logits (Jia 2019, Zhen 2020)."""
 
-    def __init__(self, class_weights=None):
+    def __init__(self, class_weights: torch.Tensor | None = None) -> None:
         self.class_weights = class_weights
 
-    def __call__(self, output, target):
+    def __call__(self, output: torch.Tensor | Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         weight = None
         if self.class_weights is not None:
             weight = self.class_weights.to(_logits(output).device)
@@ -37,7 +44,7 @@ LOSS_BUILDERS = {
 }
 
 
-def build_loss(name, **kwargs):
+def build_loss(name: str, **kwargs: Any) -> Callable[[Any, torch.Tensor], torch.Tensor]:
     try:
         module_name, attr = LOSS_BUILDERS[name]
     except KeyError:

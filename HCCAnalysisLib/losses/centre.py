@@ -21,6 +21,10 @@ loss module is in training mode (`loss.train()`, the default); `loss.eval()` fre
 them for validation.
 """
 
+from __future__ import annotations
+
+from typing import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,7 +37,7 @@ INTER_WEIGHTS = {"logits": 0.5, "local_logits": 0.25, "global_logits": 0.25}  # 
 class CentreLoss(nn.Module):
     """Eq. 4 with the per-batch centre update of eq. 5; centres start at zero (lazily sized)."""
 
-    def __init__(self, num_classes=None, feature_dim=None, alpha=0.2):
+    def __init__(self, num_classes: int | None = None, feature_dim: int | None = None, alpha: float = 0.2) -> None:
         super().__init__()
         if not 0.0 < alpha < 1.0:
             raise HCCInputError(f"centre-loss alpha must lie in (0, 1) (eq. 5), got {alpha}")
@@ -50,7 +54,7 @@ class CentreLoss(nn.Module):
         if self.centres.device != features.device:
             self.centres = self.centres.to(features.device)
 
-    def forward(self, features, target, num_classes=None):
+    def forward(self, features: torch.Tensor, target: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
         """1/2 sum_i ||f_i - c_{y_i}||^2 (centres before this batch's update), then update if training."""
         if features.ndim != 2 or target.ndim != 1 or len(features) != len(target):
             raise HCCInputError(f"centre loss needs B x D features and B targets, got {tuple(features.shape)} "
@@ -65,7 +69,7 @@ class CentreLoss(nn.Module):
         return loss
 
     @torch.no_grad()
-    def update_centres(self, features, target):
+    def update_centres(self, features: torch.Tensor, target: torch.Tensor) -> None:
         """Eq. 5: c_j <- c_j - alpha * sum_{y_i=j}(c_j - f_i) / (1 + n_j), for every class j."""
         k = len(self.centres)
         onehot = F.one_hot(target, k).to(features.dtype)  # B x K
@@ -75,7 +79,7 @@ class CentreLoss(nn.Module):
         self.centres -= self.alpha * delta
 
 
-def inter_loss(output, target):
+def inter_loss(output: Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
     """Eq. 3 when the local and global heads are present; the last cross-entropy alone otherwise."""
     if "local_logits" not in output or "global_logits" not in output:
         return F.cross_entropy(output["logits"], target)
@@ -85,7 +89,7 @@ def inter_loss(output, target):
 class ResGLLoss(nn.Module):
     """Eq. 6: inter-loss + lambda * centre loss; `use_centre=False` is the "without intra-loss" ablation."""
 
-    def __init__(self, lam=0.1, alpha=0.2, use_centre=True):
+    def __init__(self, lam: float = 0.1, alpha: float = 0.2, use_centre: bool = True) -> None:
         super().__init__()
         if lam < 0:
             raise HCCInputError(f"centre-loss weight lambda must be >= 0, got {lam}")
@@ -93,7 +97,7 @@ class ResGLLoss(nn.Module):
         self.centre = CentreLoss(alpha=alpha) if use_centre else None
         self.last_parts = {}
 
-    def forward(self, output, target):
+    def forward(self, output: Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, dict) or "logits" not in output:
             raise HCCInputError("the ResGL loss needs the net's output dict with 'logits' (and 'features')")
         inter = inter_loss(output, target)

@@ -6,15 +6,22 @@ target); averaged over the batch. Cross-entropy, the usual alternative, is the
 registry's "cross_entropy" loss.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
 import torch.nn.functional as F
 
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class SquaredErrorLoss:
     """loss(output, target): eq. 4 on softmax(logits) against the one-hot target."""
 
-    def __call__(self, output, target):
+    def __call__(self, output: torch.Tensor | Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         logits = output["logits"] if isinstance(output, dict) else output
         if logits.ndim != 2 or target.ndim != 1 or len(logits) != len(target):
             raise HCCInputError(f"squared-error loss needs B x K logits and B targets, got "

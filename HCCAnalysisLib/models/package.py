@@ -5,6 +5,10 @@ arguments), how they were made (cohort summary, settings, library versions) and 
 SHA-256 of the weights file, so an altered or swapped file is refused.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import hashlib
 import json
 import platform
@@ -13,6 +17,11 @@ from pathlib import Path
 
 from HCCAnalysisLib.atomic import atomic_path, write_text_atomic
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from HCCAnalysisLib.methods.task import Task
 
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -23,17 +32,17 @@ REQUIRED_CARD_FIELDS = ("format", "task", "classes", "phases", "net", "net_kwarg
 
 @dataclass
 class LoadedModel:
-    net: object
-    card: dict
-    task: object
+    net: torch.nn.Module
+    card: dict[str, Any]
+    task: Task
     directory: Path
 
     @property
-    def name(self):
+    def name(self) -> str:
         return f"{self.card['task']}@{self.card.get('version', '0')}"
 
 
-def sha256_of(path, chunk=1 << 20):
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):
@@ -41,7 +50,7 @@ def sha256_of(path, chunk=1 << 20):
     return digest.hexdigest()
 
 
-def library_versions():
+def library_versions() -> dict[str, str | None]:
     """Versions that decide whether a result can be reproduced (read from the installed
     distributions: importing MONAI only to print its version would cost seconds)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -61,7 +70,7 @@ def _write_json_atomic(path, data):
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def save_model(directory, net, card):
+def save_model(directory: str | Path, net: torch.nn.Module, card: dict[str, Any]) -> dict[str, Any]:
     """Write the weights and the card; the card gets the weights' SHA-256 and the versions."""
     from safetensors.torch import save_file
 
@@ -77,7 +86,7 @@ def save_model(directory, net, card):
     return card
 
 
-def read_card(directory):
+def read_card(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     card_path = directory / CARD_NAME
     if not card_path.is_file():
@@ -94,14 +103,31 @@ def read_card(directory):
     return card
 
 
-def load_model(directory, device="cpu", expected_task=None):
+def checked_weights(directory: "str | Path", card: dict) -> Path:
+    """The package's weights file, after checking it lies in the package and matches the card's
+    SHA-256: the one check behind loading, installing and importing a package."""
+    directory = Path(directory)
+    weights = directory / card["weights"]
+    if Path(card["weights"]).name != card["weights"]:
+        raise HCCInputError(f"weights '{card['weights']}' is not a file name inside the package", directory / CARD_NAME)
+    if not weights.is_file():
+        raise HCCInputError("weights file is missing", weights)
+    actual = sha256_of(weights)
+    if actual != card["weights_sha256"]:
+        raise HCCInputError(f"SHA-256 {actual[:12]}... does not match the card's {card['weights_sha256'][:12]}...",
+                            weights, "the file was altered or swapped: re-download or re-import the model")
+    return weights
+
+
+def load_model(directory: str | Path, device: str | torch.device | None = "cpu", expected_task: str | None = None
+               ) -> LoadedModel:
     """Load a model package after checking its card, the weights' hash and their shapes."""
     from safetensors.torch import load_file
 
     from HCCAnalysisLib.nets import build_net
     from HCCAnalysisLib.tasks import get_task
 
-    from HCCAnalysisLib.engine.train import resolve_device
+    from HCCAnalysisLib.engine.device import resolve_device
 
     directory = Path(directory)
     device = resolve_device(device)
@@ -117,15 +143,7 @@ def load_model(directory, device="cpu", expected_task=None):
     if tuple(card["classes"]) != tuple(task.classes):
         raise HCCInputError(f"classes {card['classes']} differ from task {task.name}'s {list(task.classes)}",
                             directory / CARD_NAME)
-    weights = directory / card["weights"]
-    if Path(card["weights"]).name != card["weights"]:
-        raise HCCInputError(f"weights '{card['weights']}' is not a file name inside the package", card_path)
-    if not weights.is_file():
-        raise HCCInputError("weights file is missing", weights)
-    actual = sha256_of(weights)
-    if actual != card["weights_sha256"]:
-        raise HCCInputError(f"SHA-256 {actual[:12]}... does not match the card's {card['weights_sha256'][:12]}...",
-                            weights, "the file was altered or swapped: re-download or re-import the model")
+    weights = checked_weights(directory, card)
     try:
         net = build_net(card["net"], num_classes=len(card["classes"]), **card["net_kwargs"])
     except HCCInputError as err:

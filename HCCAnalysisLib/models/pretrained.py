@@ -1,52 +1,105 @@
 """Pretraining sources that fine-tuning starts from, resolved by name or path, hash-checked.
 
-Nothing is downloaded: the authors' CIFAR-10 weights ship in SampleData/; any other
-file is the user's own (loaded weights-only, never unpickled freely).
+Nothing is downloaded: the authors' MNIST and CIFAR-10 weights of Jia et al. 2019 ship as
+package data (HCCAnalysisLib/methods/jia2019/weights/, Apache-2.0, SHA-256 checked here);
+any other file is the user's own (loaded weights-only, never unpickled freely).
+
+Which sources a task accepts is data on the Task (`pretraining_family`), and which one a run
+starts from when none is named is too (`Task.default_pretrained(n_phases)`): no name checks.
 """
 
+from __future__ import annotations
+
+import collections
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.models.package import sha256_of
 
-ROOT = Path(__file__).resolve().parents[2]
+if TYPE_CHECKING:
+    from HCCAnalysisLib.methods.task import Task
+
+ROOT = Path(__file__).resolve().parents[1]  # the HCCAnalysisLib folder (installed or not): files are package data
+NO_PRETRAINING = ("none",)
+KnownSource = collections.namedtuple("KnownSource", "file sha256 family description")
 KNOWN_SOURCES = {
-    # name -> (file under the repository / extension folder, SHA-256)
-    "jia2019-cifar": ("SampleData/pretrained-jia2019/cifar_resnet_32_dict_withSPP.pkl",
-                      "b6fdd546ef30ea7f6f73b043261c6493938e9348a8d7099ac4ce090391a911c0"),
+    # name -> file under HCCAnalysisLib/, SHA-256, family (the Task.pretraining_family it fits), description
+    "jia2019-cifar": KnownSource("methods/jia2019/weights/cifar_resnet_32_dict_withSPP.pkl",
+                                 "b6fdd546ef30ea7f6f73b043261c6493938e9348a8d7099ac4ce090391a911c0", "jia2019-resnet20",
+                                 "Jia 2019 ResNet20+SPP pretrained on CIFAR10 (3 channels, 32-feature embedding)"),
+    "jia2019-mnist": KnownSource("methods/jia2019/weights/mnist_resnet_2_dict_withSPP.pkl",
+                                 "ca4c4171d30ae75dbeb24fb8fdc768782b8800cb75bfd5d4e93df5b6a61ae5be", "jia2019-resnet20",
+                                 "Jia 2019 ResNet20+SPP pretrained on MNIST (1 channel, 2-feature embedding)"),
 }
+FAMILY_NAMES = {"jia2019-resnet20": "ResNet20+SPP"}
 
 
-def resolve_pretrained(source, task=None):
-    """None / 'none' -> None; a known name or a file path -> (path, what the trainer takes).
+class ResolvedPretrained(tuple):
+    """(path, what the trainer takes) plus `name` and `description` for the run's log and record.
 
-    For ResNet20+SPP tasks (and when no task is given) the file is read here as a Jia 2019
-    state dict; other networks get the checked path and read it with their own loader.
+    A 2-tuple, so `path, state = resolve_pretrained(...)` keeps working.
+    """
+
+    def __new__(cls, path: Path, state: Any, name: str, description: str) -> ResolvedPretrained:
+        self = super().__new__(cls, (path, state))
+        self.name, self.description = name, description
+        return self
+
+
+def known_source_path(name: str) -> Path:
+    """The checked file of a named source: HCCInputError when it is missing or its SHA-256 differs."""
+    entry = KNOWN_SOURCES[name]
+    path = ROOT / entry.file
+    if not path.is_file():
+        raise HCCInputError(f"pretrained weights '{name}' are not installed", path,
+                            "reinstall HCCAnalysisLib: the weights are package data")
+    actual = sha256_of(path)
+    if actual != entry.sha256:
+        raise HCCInputError(f"SHA-256 {actual[:12]}... differs from the recorded {entry.sha256[:12]}...", path,
+                            "the bundled weights were altered: restore them from the repository")
+    return path
+
+
+def resolve_pretrained(source: str | Path | None, task: Task | None = None,
+                       n_phases: int | None = None) -> ResolvedPretrained | None:
+    """'none' -> None; None -> the task's default for `n_phases`; a known name or a file -> ResolvedPretrained.
+
+    Left out (None or ''), the source is the task's own recipe (`task.default_pretrained`),
+    None when the task has none. For a task whose net fits a named family (and when no task
+    is given) the file is read here as a Jia 2019 state dict; other networks get the checked
+    path and read it with their own loader.
     """
     from HCCAnalysisLib.nets.jia2019_weights import load_jia2019_file
 
-    if source in (None, "", "none"):
+    if source in (None, "") and task is not None:
+        source = task.default_pretrained(len(task.phases) if n_phases is None else n_phases)
+    if source in (None, "") or str(source).lower() in NO_PRETRAINING:
         return None
-    if task is not None and task.net != "resnet20_spp":
-        if source in KNOWN_SOURCES:
-            raise HCCInputError(f"pretrained source '{source}' is for ResNet20+SPP, not for task {task.name}",
-                                hint="give a local weights file for this network, or none")
-        path = Path(source)
-        if not path.is_file():
-            raise HCCInputError("pretrained weights file does not exist", path)
-        return path, path
+    source = str(source)
+    family = "jia2019-resnet20" if task is None else task.pretraining_family
     if source in KNOWN_SOURCES:
-        relative, expected = KNOWN_SOURCES[source]
-        path = ROOT / relative
-        if not path.is_file():
-            raise HCCInputError(f"pretrained weights '{source}' are not installed", path)
-        actual = sha256_of(path)
-        if actual != expected:
-            raise HCCInputError(f"SHA-256 {actual[:12]}... differs from the recorded {expected[:12]}...", path,
-                                "the bundled weights were altered: restore them from the repository")
-        return path, load_jia2019_file(path)
+        entry = KNOWN_SOURCES[source]
+        if entry.family != family:
+            raise HCCInputError(
+                f"pretrained source '{source}' is for {FAMILY_NAMES.get(entry.family, entry.family)}, "
+                f"not for task {task.name}", hint="give a local weights file for this network, or none")
+        path = known_source_path(source)
+        return ResolvedPretrained(path, load_jia2019_file(path), source, f"{entry.description}, {path}")
     path = Path(source)
     if not path.is_file():
         raise HCCInputError("pretrained weights file does not exist", path,
                             f"give a file or one of: {', '.join(KNOWN_SOURCES)}, none")
-    return path, load_jia2019_file(path)
+    if family is None:  # the net reads its own file (timm backbones of the fusion family)
+        return ResolvedPretrained(path, path, str(path), f"weights file {path}")
+    return ResolvedPretrained(path, load_jia2019_file(path), str(path), f"weights file {path}")
+
+
+def describe_start(resolved: ResolvedPretrained | None, task: Task | None = None, n_phases: int | None = None) -> str:
+
+    """One log line naming the weights a run starts from, and saying when that is not the task's recipe."""
+    if resolved is None:
+        recipe = None if task is None else task.default_pretrained(len(task.phases) if n_phases is None else n_phases)
+        return ("initial weights: random initialisation (no pretraining)" if recipe is None else
+                f"initial weights: random initialisation (--pretrained none; the task's recipe starts from {recipe})")
+    return f"initial weights: {resolved.name} ({resolved.description}); fine-tuning at the task's reduced learning rate"

@@ -9,6 +9,10 @@ The models folder is per user, overridable with the environment variable
 passes SampleData's downloader to `download`, the command line uses `urllib_download`.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
 import json
 import os
 import re
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.models.package import CARD_NAME, sha256_of
+from HCCAnalysisLib.models.package import CARD_NAME, checked_weights, sha256_of
 from HCCAnalysisLib.models.package import read_card as read_full_card
 
 ENV_MODELS_DIR = "HCCANALYSIS_MODELS_DIR"
@@ -54,10 +58,10 @@ class InstalledModel:
     task: str
     version: str
     path: Path
-    card: dict
+    card: dict[str, Any]
 
     @property
-    def label(self):
+    def label(self) -> str:
         """What the panel's model selector shows."""
         return f"{self.task} {self.version}"
 
@@ -65,7 +69,7 @@ class InstalledModel:
 sha256_file = sha256_of  # one digest function for cards, downloads and imports
 
 
-def default_registry_path():
+def default_registry_path() -> Path:
     """Models.json in the source tree (HCCAnalysis/Resources) or, once installed
     into Slicer, beside the library (qt-scripted-modules/Resources)."""
     here = Path(__file__).resolve().parents[2]
@@ -75,7 +79,7 @@ def default_registry_path():
     raise HCCInputError("Models.json not found", here, "pass the registry path explicitly")
 
 
-def load_registry(path=None):
+def load_registry(path: str | Path | None = None) -> list[RegistryEntry]:
     """Read and validate Models.json; returns the entries in file order."""
     path = Path(path) if path else default_registry_path()
     try:
@@ -113,7 +117,7 @@ def _check_entry(entry, where):
         raise HCCInputError(f"url '{entry.url}' is not http(s) or file", where)
 
 
-def models_dir(create=False):
+def models_dir(create: bool = False) -> Path:
     """The per-user models folder: $HCCANALYSIS_MODELS_DIR, else the platform's user data folder."""
     override = os.environ.get(ENV_MODELS_DIR, "").strip()
     if override:
@@ -129,7 +133,7 @@ def models_dir(create=False):
     return root
 
 
-def read_card(folder):
+def read_card(folder: str | Path) -> dict[str, Any]:
     """The model card of a package folder (checked by models.read_card), with a usable
     task and version for the folder layout; a card without a version counts as "0"."""
     card = dict(read_full_card(folder))
@@ -140,21 +144,14 @@ def read_card(folder):
     return card
 
 
-def verify_package(folder):
+def verify_package(folder: str | Path) -> dict[str, Any]:
     """Refuse a package whose weights are missing or do not match the card's SHA-256."""
-    folder = Path(folder)
     card = read_card(folder)
-    weights = folder / card["weights"]
-    if weights.parent != folder or not weights.is_file():
-        raise HCCInputError(f"has no weights file {card['weights']}", folder)
-    actual = sha256_file(weights)
-    if actual != card["weights_sha256"]:
-        raise HCCInputError(f"weights SHA-256 {actual} does not match the card's {card['weights_sha256']}", weights,
-                            "the file is corrupt or was replaced: download or export the package again")
+    checked_weights(folder, card)
     return card
 
 
-def installed_models(root=None, task=None):
+def installed_models(root: str | Path | None = None, task: str | None = None) -> list[InstalledModel]:
     """Every readable package under the models folder, sorted by task then version."""
     root = Path(root) if root else models_dir()
     found = []
@@ -178,7 +175,7 @@ def _version_key(version):
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.+-]", version)]
 
 
-def import_package(source, root=None, sha256=None):
+def import_package(source: str | Path, root: str | Path | None = None, sha256: str | None = None) -> InstalledModel:
     """Install a package from a folder or a .zip (offline import); returns the InstalledModel.
 
     `sha256`, when given, is checked against the zip file first. The package is
@@ -240,7 +237,7 @@ def _check_sha256(path, expected):
                             "the download is corrupt or the file was changed: download it again")
 
 
-def urllib_download(url, dest_folder, name, checksum=None):
+def urllib_download(url: str, dest_folder: str | Path, name: str, checksum: str | None = None) -> str:
     """Plain downloader with the signature of SampleData's `downloadFile` (for use outside Slicer)."""
     import urllib.request
 
@@ -252,7 +249,8 @@ def urllib_download(url, dest_folder, name, checksum=None):
     return str(path)
 
 
-def download(entry, downloader=urllib_download, root=None):
+def download(entry: RegistryEntry, downloader: Callable[..., str] = urllib_download, root: str | Path | None = None
+             ) -> Path:
     """Fetch a registry entry through `downloader(url, folder, name, checksum=...)`, check its
     SHA-256 ourselves (a downloader may not), then install it. Returns the installed path.
 
@@ -278,7 +276,7 @@ def download(entry, downloader=urllib_download, root=None):
         path.unlink(missing_ok=True)
 
 
-def clear_models_dir(root=None):
+def clear_models_dir(root: str | Path | None = None) -> int:
     """Delete every installed package, downloaded weights and leftover temporary folder.
 
     Only what this module creates is removed (task/version folders with a model.json,
@@ -302,7 +300,7 @@ def clear_models_dir(root=None):
     return removed
 
 
-def find_model(ref, task=None, root=None):
+def find_model(ref: str | Path, task: str | None = None, root: str | Path | None = None) -> Path:
     """The package folder a user means by `ref`: a folder path, or an installed version
     ("1.0.0", or "latest") of `task` in the models folder."""
     path = Path(ref).expanduser()
@@ -321,7 +319,8 @@ def find_model(ref, task=None, root=None):
                         f"installed: {known}; import one with the panel or pass a folder")
 
 
-def untrained_package(folder, task_name, phases, seed=0, version="0.0.1"):
+def untrained_package(folder: str | Path, task_name: str, phases: Sequence[str], seed: int = 0,
+                      version: str = "0.0.1") -> Path:
     """A real model package whose weights are the task's network at a seeded random
     initialisation: deterministic, for smoke tests and Slicer self-tests, not for use."""
     import torch

@@ -10,18 +10,22 @@ All accept a local pretrained-weights file for the image backbone; nothing is do
 See fusion_zhen.py, fusion_wang.py and fusion_weights.py for the parts.
 """
 
+from __future__ import annotations
+
 from HCCAnalysisLib.nets.fusion_wang import VARIANTS as WANG_VARIANTS  # noqa: F401
 from HCCAnalysisLib.nets.fusion_wang import _CLINICAL_KIND, ClinicalClassifier, WangNet
 from HCCAnalysisLib.nets.fusion_zhen import ZhenNet
 
 
-def build_zhen(in_channels=6, num_classes=7, clinical_dim=0, pretrained_path=None):
+def build_zhen(in_channels: int = 6, num_classes: int = 7, clinical_dim: int = 0,
+               pretrained_path: str | None = None) -> ZhenNet:
     """Zhen 2020 net: forward(image=B x C x 299 x 299[, clinical=B x clinical_dim]) -> logits."""
     return ZhenNet(in_channels, num_classes, clinical_dim, pretrained_path)
 
 
-def build_wang(variant="d", clinical_dim=9, num_classes=2, in_channels=3, pretrained_path=None,
-               joint=False, image_hidden=64, clinical_hidden=64, conv_channels=8):
+def build_wang(variant: str = "d", clinical_dim: int = 9, num_classes: int = 2, in_channels: int = 3,
+               pretrained_path: str | None = None, joint: bool = False, image_hidden: int = 64,
+               clinical_hidden: int = 64, conv_channels: int = 8) -> WangNet:
     """Wang 2020 net; variant "image", "a", "b", "c" or "d".
 
     forward(image=B x 3 x H x W, clinical=B x 9) returns logits, or with `joint=True` the dict
@@ -31,8 +35,9 @@ def build_wang(variant="d", clinical_dim=9, num_classes=2, in_channels=3, pretra
                    image_hidden, clinical_hidden, conv_channels)
 
 
-def build_wang_clinical(variant="d", clinical_dim=9, num_classes=2, clinical_hidden=64,
-                        conv_channels=8):
+def build_wang_clinical(variant: str = "d", clinical_dim: int = 9, num_classes: int = 2, clinical_hidden: int = 64,
+                        conv_channels: int = 8) -> ClinicalClassifier:
+
     """The clinical pathway of fusion `variant` (a-d) with its head: forward(clinical) -> logits."""
     from HCCAnalysisLib.errors import HCCInputError
 

@@ -13,13 +13,17 @@ clinical convolution 8 filters of width 3 (padding 1), each followed by ReLU.
 `joint=True` adds the paper's section III.D heads: a classifier on the image pathway and
 one on the clinical pathway (softmax at loss time), and forward returns
 {"logits", "image_logits", "clinical_logits"} for `losses.joint.JointLoss`.
+The [0, 1] image is normalised to timm's ImageNet mean/std for resnet50 (0.485/0.456/0.406,
+0.229/0.224/0.225) before the backbone (`fusion_inputs.ImageNetNormalise`), to match its weights.
 """
+
+from __future__ import annotations
 
 import torch
 from torch import nn
 
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.nets.fusion_inputs import check_clinical, check_image
+from HCCAnalysisLib.nets.fusion_inputs import check_clinical, check_image, imagenet_normaliser
 from HCCAnalysisLib.nets.fusion_weights import load_backbone_weights
 
 ARCH = "resnet50 (timm or torchvision key names)"
@@ -30,7 +34,7 @@ _CLINICAL_KIND = {"a": "identity", "b": "identity", "c": "conv", "d": "fc"}
 class ClinicalPathway(nn.Module):
     """Clinical vector -> features: identity (A, B), 1-D convolution (C) or FC (D)."""
 
-    def __init__(self, kind, clinical_dim, hidden=64, conv_channels=8):
+    def __init__(self, kind: str, clinical_dim: int, hidden: int = 64, conv_channels: int = 8) -> None:
         super().__init__()
         if kind not in ("identity", "conv", "fc"):
             raise HCCInputError(f"unknown clinical pathway '{kind}'", hint="identity, conv, fc")
@@ -47,7 +51,7 @@ class ClinicalPathway(nn.Module):
             self.layers = nn.Sequential(nn.Linear(self.clinical_dim, hidden), nn.ReLU())
             self.out_dim = hidden
 
-    def forward(self, clinical):
+    def forward(self, clinical: torch.Tensor) -> torch.Tensor:
         return self.layers(clinical)
 
 
@@ -55,12 +59,13 @@ class ClinicalClassifier(nn.Module):
     """A clinical pathway with its own classification head (the joint loss's clinical
     branch; trained alone it is "fusion D's clinical pathway alone")."""
 
-    def __init__(self, kind, clinical_dim, num_classes=2, hidden=64, conv_channels=8):
+    def __init__(self, kind: str, clinical_dim: int, num_classes: int = 2, hidden: int = 64,
+                 conv_channels: int = 8) -> None:
         super().__init__()
         self.pathway = ClinicalPathway(kind, clinical_dim, hidden, conv_channels)
         self.head = nn.Linear(self.pathway.out_dim, int(num_classes))
 
-    def forward(self, clinical):
+    def forward(self, clinical: torch.Tensor) -> torch.Tensor:
         clinical = check_clinical(clinical, None, self.pathway.clinical_dim, "clinical pathway")
         return self.head(self.pathway(clinical))
 
@@ -68,9 +73,9 @@ class ClinicalClassifier(nn.Module):
 class WangNet(nn.Module):
     """The deep-learning model ("image") and fusion models A-D of Wang et al. 2020."""
 
-    def __init__(self, variant="d", clinical_dim=9, num_classes=2, in_channels=3,
-                 pretrained_path=None, joint=False, image_hidden=64, clinical_hidden=64,
-                 conv_channels=8):
+    def __init__(self, variant: str = "d", clinical_dim: int = 9, num_classes: int = 2, in_channels: int = 3,
+                 pretrained_path: str | None = None, joint: bool = False, image_hidden: int = 64,
+                 clinical_hidden: int = 64, conv_channels: int = 8) -> None:
         super().__init__()
         import timm  # imported here so that `import HCCAnalysisLib.nets` stays cheap
 
@@ -87,6 +92,8 @@ class WangNet(nn.Module):
         self.clinical_dim = 0 if variant == "image" else int(clinical_dim)
         self.backbone = timm.create_model("resnet50", pretrained=False,
                                           in_chans=self.in_channels, num_classes=0)
+        # [0, 1] inputs -> the ImageNet mean/std of timm's weights for this model (fixed, not trained).
+        self.normalise = imagenet_normaliser(self.backbone, self.in_channels)
         self.weights_report = None
         if pretrained_path:
             cfg = self.backbone.pretrained_cfg
@@ -114,19 +121,21 @@ class WangNet(nn.Module):
         if self.clinical is not None:
             clinical = check_clinical(clinical, image.shape[0], self.clinical_dim,
                                       f"wang2020 net ({self.variant})")
-        image_features = self.image_fc(self.backbone(image))
+        image_features = self.image_fc(self.backbone(self.normalise(image)))
         if self.clinical is None:
             return image_features, None
         return image_features, self.clinical.pathway(clinical.to(image_features.dtype))
 
-    def embed(self, image, clinical=None):
+    def embed(self, image: torch.Tensor, clinical: torch.Tensor | None = None) -> torch.Tensor:
         """The fused vector before the last FC layer (image features alone for 'image')."""
         image_features, clinical_features = self._pathways(image, clinical)
         if clinical_features is None:
             return image_features
         return torch.cat([image_features, clinical_features], dim=1)
 
-    def forward(self, image, clinical=None):
+    def forward(self, image: torch.Tensor,
+                clinical: torch.Tensor | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
+
         image_features, clinical_features = self._pathways(image, clinical)
         if clinical_features is None:
             return self.classifier(image_features)

@@ -14,14 +14,18 @@ and of timm's or torchvision's `resnet50` (same key names) fit.
   an HCCInputError that names the file and the first offending keys.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
+
+from typing import Any
 
 import torch
 
 from HCCAnalysisLib.errors import HCCInputError
 
 
-def read_state_dict(path):
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A flat name -> tensor dict from a safetensors or torch file, or HCCInputError."""
     path = Path(path)
     if not path.is_file():
@@ -55,7 +59,9 @@ def _first(names, n=5):
     return ", ".join(names[:n]) + more
 
 
-def load_backbone_weights(backbone, path, first_conv, classifier, arch):
+def load_backbone_weights(backbone: torch.nn.Module, path: str | Path, first_conv: str, classifier: str,
+                          arch: str) -> dict[str, Any]:
+
     """Load `path` into a timm `backbone` built with num_classes=0; return a short report.
 
     `first_conv` / `classifier` are the module names from timm's pretrained_cfg;

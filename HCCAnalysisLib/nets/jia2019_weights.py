@@ -11,10 +11,13 @@ classifier, no bias). Old PyTorch saved them without `num_batches_tracked`.
   for fine-tuning; a classifier of another class count stays freshly initialised.
 """
 
+from __future__ import annotations
+
 import collections
 import collections.abc
 import os
 import pickle
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -29,7 +32,7 @@ TransferReport = collections.namedtuple("TransferReport", "loaded skipped")
 TransferReport.__doc__ = "Keys of our net set from the pretrained dict (`loaded`) and left as they were (`skipped`)."
 
 
-def jia_key_to_ours(key):
+def jia_key_to_ours(key: str) -> str | None:
     """Map an authors' key to ours: embedding_net.X -> X, embedding_net.linear -> embedding, linear -> classifier."""
     if key.startswith(PREFIX):
         key = key[len(PREFIX):]
@@ -37,7 +40,7 @@ def jia_key_to_ours(key):
     return "classifier" + key[len("linear"):] if key.startswith("linear.") else None
 
 
-def load_jia2019_file(path):
+def load_jia2019_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load one released `.pkl` safely (weights_only=True) and check it is a plain state dict."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -54,7 +57,7 @@ def load_jia2019_file(path):
     return state
 
 
-def check_state_dict(state, source=None):
+def check_state_dict(state: object, source: object = None) -> None:
     """Raise HCCInputError unless `state` is a str -> tensor mapping with the authors' layout."""
     if not isinstance(state, collections.abc.Mapping):
         raise HCCInputError(f"expected a state dict (mapping of names to tensors), got {type(state).__name__}",
@@ -69,7 +72,7 @@ def check_state_dict(state, source=None):
                                  "linear.weight")
 
 
-def pyramid_from_features(n_features, source=None):
+def pyramid_from_features(n_features: int, source: object = None) -> tuple[int, ...] | None:
     """Pyramid levels from the embedding layer's input width.
 
     64 features is the authors' GAP network (`resnet.py`; their SPP with the single
@@ -88,7 +91,8 @@ def pyramid_from_features(n_features, source=None):
                         f"{channels} channels", source=source, hint="pass pyramid=... explicitly")
 
 
-def from_jia2019(state_dict, pyramid="auto", source=None):
+def from_jia2019(state_dict: Mapping[str, torch.Tensor], pyramid: str | Sequence[int] | None = "auto",
+                 source: object = None) -> ResNet20SPP:
     """Our ResNet20SPP (eval mode) holding the authors' weights; same logits as their model.
 
     Input channels, embedding size, class count and (unless given) the pyramid levels
@@ -125,11 +129,30 @@ def from_jia2019(state_dict, pyramid="auto", source=None):
     return net.eval()
 
 
-def transfer_pretrained(net, state_dict, source=None):
+FIRST_CONV = "conv1.weight"
+
+
+def spread_grey_kernel(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A single-channel first conv (the MNIST weights) for a net of C input channels: w / C in each.
+
+    A one-phase run replicates its grey image into every channel (data.preprocess.fused_volumes),
+    so sum_c (w / C) * x = w * x: the network sees exactly what the MNIST network saw (Jia 2019
+    sec. 4.1 pretrains single-mode patches on MNIST). Other shapes are returned unchanged.
+    """
+    if weight.dim() == 4 and len(shape) == 4 and weight.shape[1] == 1 and shape[1] > 1 \
+            and weight.shape[0] == shape[0] and weight.shape[2:] == shape[2:]:
+        return weight.expand(-1, shape[1], -1, -1) / shape[1]
+    return weight
+
+
+def transfer_pretrained(net: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
+                        source: object = None) -> TransferReport:
+
     """Copy every pretrained tensor whose key and shape match into `net` (fine-tuning).
 
     The paper fine-tunes all layers but the output layer: a classifier of a different
-    class count (or input channels, or embedding size) keeps its fresh initialisation.
+    class count (or embedding size) keeps its fresh initialisation; a one-channel first
+    convolution is spread over the net's channels (`spread_grey_kernel`).
     Returns TransferReport(loaded, skipped) with our-net keys; refuses a dict from
     which no backbone tensor fits.
     """
@@ -144,6 +167,8 @@ def transfer_pretrained(net, state_dict, source=None):
     with torch.no_grad():
         for key, tensor in target.items():
             value = ours.get(key)
+            if key == FIRST_CONV and value is not None:
+                value = spread_grey_kernel(value, tensor.shape)
             if value is not None and value.shape == tensor.shape:
                 tensor.copy_(value)  # state_dict tensors share storage with the net
                 loaded.append(key)

@@ -13,6 +13,8 @@ size), which the paper does not state. `tile_size` other than 512 keeps the laye
 structure and only changes the flattened size (e.g. 150 for 150 x 150 H&E tiles).
 """
 
+from __future__ import annotations
+
 import torch
 from torch import nn
 
@@ -25,7 +27,7 @@ MIN_TILE = 2 ** len(CONV_MAPS)
 class MengCNN(nn.Module):
     """forward(image=B x C x tile x tile) -> B x num_classes logits; embed -> last hidden layer."""
 
-    def __init__(self, num_classes=2, tile_size=512, in_channels=3, fc_hidden=2048):
+    def __init__(self, num_classes: int = 2, tile_size: int = 512, in_channels: int = 3, fc_hidden: int = 2048) -> None:
         super().__init__()
         if tile_size < MIN_TILE:
             raise HCCInputError(f"tile size {tile_size} is too small for five 2x2 poolings",
@@ -54,15 +56,16 @@ class MengCNN(nn.Module):
             raise HCCInputError(f"input 'image' must be B x {expected[0]} x {expected[1]} x {expected[2]}, got {got}",
                                 hint="cut the image into tiles of the model's tile size (tiles.cut_tiles)")
 
-    def embed(self, image=None):
+    def embed(self, image: torch.Tensor | None = None) -> torch.Tensor:
         """The last hidden layer's representation (for t-SNE, as in the paper's Fig. 2)."""
         self._check(image)
         return self.hidden(torch.flatten(self.features(image), 1))
 
-    def forward(self, image=None):
+    def forward(self, image: torch.Tensor | None = None) -> torch.Tensor:
         return self.classifier(self.embed(image))
 
 
-def build_meng_cnn(num_classes=2, tile_size=512, in_channels=3, fc_hidden=2048):
+def build_meng_cnn(num_classes: int = 2, tile_size: int = 512, in_channels: int = 3, fc_hidden: int = 2048
+                   ) -> MengCNN:
     """Meng 2019 CNN for `tile_size` square tiles with `in_channels` channels (3 = RGB)."""
     return MengCNN(num_classes=num_classes, tile_size=tile_size, in_channels=in_channels, fc_hidden=fc_hidden)

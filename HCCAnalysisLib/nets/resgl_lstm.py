@@ -25,6 +25,8 @@ Layer order: conv -> batch norm -> ReLU as in He et al.'s ResNet, which the pape
 extends (its text lists ReLU before batch norm without saying more).
 """
 
+from __future__ import annotations
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,7 +39,7 @@ VARIANTS = ("full", "no_lstm", "local_only")
 class BasicBlock(nn.Module):
     """Two 3x3 conv + BN layers; parameter-free shortcut (subsample + zero channels) on a change."""
 
-    def __init__(self, in_planes, planes, stride):
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -45,7 +47,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.stride, self.extra = stride, planes - in_planes
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
@@ -57,7 +59,7 @@ class BasicBlock(nn.Module):
 class ResidualPathway(nn.Module):
     """Stem conv + 3 stages of `blocks` basic blocks (widths w, 2w, 4w) + global average pooling."""
 
-    def __init__(self, in_channels=1, width=16, blocks=3):
+    def __init__(self, in_channels: int = 1, width: int = 16, blocks: int = 3) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(width), nn.ReLU(inplace=True))
@@ -70,21 +72,22 @@ class ResidualPathway(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.out_features = planes
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1)
 
 
 class ResGLBlock(nn.Module):
     """One phase: a local and (unless local-only) a global pathway, joined by one FC layer."""
 
-    def __init__(self, width, blocks, phase_features, use_global):
+    def __init__(self, width: int, blocks: int, phase_features: int, use_global: bool) -> None:
         super().__init__()
         self.local = ResidualPathway(1, width, blocks)
         self.glob = ResidualPathway(1, width, blocks) if use_global else None
         joined = self.local.out_features * (2 if use_global else 1)
         self.fc = nn.Linear(joined, phase_features) if use_global else None
 
-    def forward(self, local, global_roi):
+    def forward(self, local: torch.Tensor, global_roi: torch.Tensor | None
+            ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         f_local = self.local(local)
         if self.glob is None:
             return f_local, None, f_local
@@ -95,8 +98,8 @@ class ResGLBlock(nn.Module):
 class ResGLBDLSTM(nn.Module):
     """Patch classifier over P phases; forward(local=B x P x 1 x H x W, global_roi=B x P x 1 x H' x W')."""
 
-    def __init__(self, num_classes=4, n_phases=3, variant="full", width=16, blocks=3, phase_features=128,
-                 lstm_hidden=64):
+    def __init__(self, num_classes: int = 4, n_phases: int = 3, variant: str = "full", width: int = 16,
+                 blocks: int = 3, phase_features: int = 128, lstm_hidden: int = 64) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise HCCInputError(f"unknown ResGL-BDLSTM variant '{variant}'", hint=f"known: {', '.join(VARIANTS)}")
@@ -148,7 +151,8 @@ class ResGLBDLSTM(nn.Module):
             return torch.cat([h_n[0], h_n[1]], dim=1)
         return torch.cat(joined, dim=1)
 
-    def forward(self, local=None, global_roi=None):
+    def forward(self, local: torch.Tensor | None = None, global_roi: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         f_local, f_global, joined = self._phase_features(local, global_roi)
         features = self._features(joined)
         out = {"logits": self.classifier(features), "features": features}
@@ -157,13 +161,13 @@ class ResGLBDLSTM(nn.Module):
             out["global_logits"] = self.global_head(torch.cat(f_global, dim=1))
         return out
 
-    def embed(self, local=None, global_roi=None):
+    def embed(self, local: torch.Tensor | None = None, global_roi: torch.Tensor | None = None) -> torch.Tensor:
         """The patch feature (the centre loss's f_i), B x feature_dim."""
         return self._features(self._phase_features(local, global_roi)[2])
 
 
-def build_resgl_bdlstm(num_classes=4, n_phases=3, variant="full", width=16, blocks=3, phase_features=128,
-                       lstm_hidden=64):
+def build_resgl_bdlstm(num_classes: int = 4, n_phases: int = 3, variant: str = "full", width: int = 16,
+                       blocks: int = 3, phase_features: int = 128, lstm_hidden: int = 64) -> ResGLBDLSTM:
     """ResGL-BDLSTM with the paper's 19-conv pathways; `width`/`blocks` shrink it for quick tests."""
     return ResGLBDLSTM(num_classes=num_classes, n_phases=n_phases, variant=variant, width=width, blocks=blocks,
                        phase_features=phase_features, lstm_hidden=lstm_hidden)

@@ -19,6 +19,10 @@ instead of building a zero-padded copy. Training and anything that needs gradien
 Measurements: benchmarks/results_resnet_spp.md.
 """
 
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,7 +33,7 @@ STAGE_CHANNELS = (16, 32, 64)
 BLOCKS_PER_STAGE = 3
 
 
-def shortcut_option_a(x, out_channels):
+def shortcut_option_a(x: torch.Tensor, out_channels: int) -> torch.Tensor:
     """Parameter-free shortcut: subsample by 2 and zero-pad the new channels on both sides.
 
     The authors pad planes//4 channels on each side (16 -> 32 and 32 -> 64), which is
@@ -42,7 +46,7 @@ def shortcut_option_a(x, out_channels):
 class BasicBlock(nn.Module):
     """Two 3x3 conv + BN layers with an identity or option-A shortcut."""
 
-    def __init__(self, in_planes, planes, stride=1):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -51,16 +55,16 @@ class BasicBlock(nn.Module):
         self.stride = stride
         self.downsample = stride != 1 or in_planes != planes
 
-    def shortcut(self, x):
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
         return shortcut_option_a(x, self.conv2.out_channels) if self.downsample else x
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
 
 
-def spatial_pyramid_max_pool(x, levels):
+def spatial_pyramid_max_pool(x: torch.Tensor, levels: Sequence[int]) -> torch.Tensor:
     """Max-pool `x` (B, C, H, W) into n x n bins for each level n; concatenate the levels.
 
     Order matches the authors' SPPLayer: level by level in the given order, each
@@ -77,7 +81,7 @@ def spatial_pyramid_max_pool(x, levels):
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
-def check_pyramid(pyramid):
+def check_pyramid(pyramid: Sequence[int] | None) -> tuple[int, ...] | None:
     """Validate pyramid levels; return a tuple of ints or None (global average pooling)."""
     if pyramid is None:
         return None
@@ -88,7 +92,7 @@ def check_pyramid(pyramid):
     return levels
 
 
-def pooled_features(pyramid, channels=STAGE_CHANNELS[-1]):
+def pooled_features(pyramid: Sequence[int] | None, channels: int = STAGE_CHANNELS[-1]) -> int:
     """Length of the pooled feature vector: C for GAP, C * sum(n^2) for a pyramid."""
     return channels if pyramid is None else channels * sum(level * level for level in pyramid)
 
@@ -96,7 +100,8 @@ def pooled_features(pyramid, channels=STAGE_CHANNELS[-1]):
 class ResNet20SPP(nn.Module):
     """ResNet20 backbone -> SPP (or GAP) -> linear embedding -> linear classifier."""
 
-    def __init__(self, in_channels=3, num_classes=2, embedding_dim=32, pyramid=(1, 2), classifier_bias=True):
+    def __init__(self, in_channels: int = 3, num_classes: int = 2, embedding_dim: int = 32,
+                 pyramid: Sequence[int] | None = (1, 2), classifier_bias: bool = True) -> None:
         super().__init__()
         sizes = {"in_channels": in_channels, "num_classes": num_classes, "embedding_dim": embedding_dim}
         for name, value in sizes.items():
@@ -126,7 +131,7 @@ class ResNet20SPP(nn.Module):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(module.weight)
 
-    def blocks(self):
+    def blocks(self) -> list[BasicBlock]:
         """The 9 basic blocks in order."""
         return [block for layer in (self.layer1, self.layer2, self.layer3) for block in layer]
 
@@ -180,7 +185,7 @@ class ResNet20SPP(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last)
         folded = iter(self._folded_weights())
 
-        def conv(inputs, stride):
+        def conv(inputs: torch.Tensor, stride: int) -> torch.Tensor:
             weight, bias = next(folded)
             return F.conv2d(inputs, weight, bias, stride, 1)
 
@@ -208,17 +213,17 @@ class ResNet20SPP(nn.Module):
                 hint="inputs are 32x32 patches with one channel per fused sequence",
             )
 
-    def features(self, image):
+    def features(self, image: torch.Tensor) -> torch.Tensor:
         """Pooled feature vector (B x 320 for levels (1, 2), B x 64 for GAP)."""
         self._check_image(image)
         feature_map = self._backbone_folded(image) if self._uses_folded_path() else self._backbone(image)
         return self._pool(feature_map)
 
-    def embed(self, image):
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
         """The embedding (last hidden features, B x embedding_dim), as the authors' get_embedding."""
         return self.embedding(self.features(image))
 
-    def forward(self, image):
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Class logits (B x num_classes); the authors' model returns their log_softmax."""
         return self.classifier(self.embed(image))
 
@@ -226,8 +231,7 @@ class ResNet20SPP(nn.Module):
         self._folded = None
         self._folded_tensors = None
 
-    def train(self, mode=True):
-        # eval() also refreshes the watched tensors, e.g. after a layer was replaced
+    def train(self, mode: bool = True) -> ResNet20SPP:
         self._drop_folded_cache()
         return super().train(mode)
 
@@ -235,12 +239,13 @@ class ResNet20SPP(nn.Module):
         self._drop_folded_cache()  # .to(), .float(), ... may create new parameter objects
         return super()._apply(fn, *args, **kwargs)
 
-    def load_state_dict(self, state_dict, strict=True, assign=False):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         self._drop_folded_cache()  # assign=True puts new parameter objects in place
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
-def build_resnet20(in_channels=3, num_classes=2, embedding_dim=32, pyramid=(1, 2), classifier_bias=True):
+def build_resnet20(in_channels: int = 3, num_classes: int = 2, embedding_dim: int = 32,
+                   pyramid: Sequence[int] | None = (1, 2), classifier_bias: bool = True) -> ResNet20SPP:
     """Builder used by the `resnet20_spp` registry entry (`nets.build_net`)."""
     return ResNet20SPP(in_channels=in_channels, num_classes=num_classes, embedding_dim=embedding_dim,
                        pyramid=pyramid, classifier_bias=classifier_bias)

@@ -7,6 +7,10 @@ releases the GIL while it computes, so the GUI thread keeps running. Cancel take
 effect between steps; a step already running finishes first, its result is dropped.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
 import queue
 import threading
 from dataclasses import dataclass
@@ -17,7 +21,7 @@ class RunEvent:
     kind: str  # "started" | "result" | "error" | "finished"
     index: int  # the step (-1 for "finished")
     label: str = ""
-    value: object = None  # the step's result, or the exception for "error"
+    value: Any = None  # the step's result, or the exception for "error"
 
 
 class BackgroundRun:
@@ -27,7 +31,7 @@ class BackgroundRun:
     (one task's bad input must not lose the other tasks' results of "Run all").
     """
 
-    def __init__(self, steps):
+    def __init__(self, steps: Iterable[tuple[str, Callable[[], Any]]]) -> None:
         self.steps = list(steps)
         self._events = queue.Queue()
         self._cancel = threading.Event()
@@ -37,11 +41,11 @@ class BackgroundRun:
         self.finished = False
         self.cancelled = False
 
-    def start(self):
+    def start(self) -> BackgroundRun:
         self._thread.start()
         return self
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Ask the worker to stop before its next step."""
         self._cancel.set()
 
@@ -59,7 +63,7 @@ class BackgroundRun:
                 self._events.put(RunEvent("result", index, label, value))
         self._events.put(RunEvent("finished", -1, value=self._cancel.is_set()))
 
-    def poll(self):
+    def poll(self) -> list[RunEvent]:
         """Events since the last poll (call from the GUI thread); also updates results/errors."""
         events = []
         while True:
@@ -75,12 +79,12 @@ class BackgroundRun:
                 self.finished, self.cancelled = True, bool(event.value)
             events.append(event)
 
-    def summary(self):
+    def summary(self) -> str:
         """One line for a status label, from the events polled so far."""
         state = "Cancelled" if self.cancelled else "Finished" if self.finished else "Running"
         return f"{state}: {len(self.results)} of {len(self.steps)} step(s) done, {len(self.errors)} failed."
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | None = None) -> list[RunEvent]:
         """Block until the worker ends (console use and tests); returns the remaining events."""
         self._thread.join(timeout)
         return self.poll()

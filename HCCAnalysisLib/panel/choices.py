@@ -6,11 +6,18 @@ and the reasons Apply is disabled. The module file only turns these plain
 descriptions into widgets.
 """
 
+from __future__ import annotations
+
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.tasks import TASKS, get_task
+
+if TYPE_CHECKING:
+    from HCCAnalysisLib.clinical.schemas import ClinicalSchema
 
 #: Liver segments are context, never a lesion to classify (matched case-insensitively).
 LIVER_SEGMENT_NAMES = ("liver",)
@@ -45,24 +52,47 @@ class FormField:
     required: bool = True
 
 
-def task_choices():
+def task_choices() -> list[TaskChoice]:
     """The task registry as the panel lists it."""
     return [TaskChoice(t.name, t.name, t.one_line()) for t in TASKS.values()]
 
 
-def phase_reference(phase):
+def phase_reference(phase: str) -> str:
     """The node-reference role that stores the volume chosen for `phase`."""
     return "phaseVolume_" + re.sub(r"[^A-Za-z0-9_]", "_", phase)
 
 
-def phase_inputs(task_name, phases=None):
+def phase_inputs(task_name: str, phases: Sequence[str] | None = None) -> list[PhaseInput]:
     """One volume input per phase the task (or `phases`, when given) needs, in channel order."""
     task = get_task(task_name)
     phases = task.check_phases(phases) if phases else task.phases
     return [PhaseInput(p, f"{p} volume:", phase_reference(p)) for p in phases]
 
 
-def clinical_form(task_name):
+def volume_node_types(task_name: str) -> tuple:
+    """The MRML classes a phase selector offers: scalar volumes, plus RGB vector volumes for a
+    whole-image (microscopy) task, whose inputs are colour images. Label maps never."""
+    if get_task(task_name).needs_segmentation:
+        return ("vtkMRMLScalarVolumeNode",)
+    return ("vtkMRMLScalarVolumeNode", "vtkMRMLVectorVolumeNode")
+
+
+def model_index(paths: list, current: str) -> int:
+    """Which installed model the combo box shows: the one chosen before, else the newest
+    (the last of `paths`), else none (-1)."""
+    if current in paths:
+        return paths.index(current)
+    return len(paths) - 1
+
+
+def model_summary(card: dict) -> str:
+    """One line under the model combo box: what the chosen model reads and predicts."""
+    if not card:
+        return "No model installed for this task."
+    return f"Reads {', '.join(card['phases'])}; classes {', '.join(card['classes'])}"
+
+
+def clinical_form(task_name: str) -> list[FormField]:
     """The form for the task's clinical schema; empty when the task takes no clinical data."""
     schema_name = get_task(task_name).clinical_schema
     if not schema_name:
@@ -74,7 +104,7 @@ def clinical_form(task_name):
     return schema_form(get_schema(schema_name))
 
 
-def schema_form(schema):
+def schema_form(schema: ClinicalSchema) -> list[FormField]:
     """One FormField per field of a clinical schema, in the schema's order."""
     from HCCAnalysisLib.clinical.schema_fields import CategoryField, NumberField
 
@@ -94,7 +124,7 @@ def schema_form(schema):
     return fields
 
 
-def clinical_record(task_name, values):
+def clinical_record(task_name: str, values: Mapping[str, Any] | None) -> dict[str, str]:
     """The raw record (field -> text) from the form's values, validated by the schema.
 
     Empty entries are left out so the schema reports them as missing (or imputes them where
@@ -110,7 +140,7 @@ def clinical_record(task_name, values):
     return record
 
 
-def lesion_segment_ids(segments, selected=None):
+def lesion_segment_ids(segments: Sequence[tuple[str, str]], selected: Sequence[str] | None = None) -> list[str]:
     """The segments to analyse: the user's selection, else every segment not named liver.
 
     `segments` is a list of (segment_id, name) in the segmentation's order.
@@ -124,7 +154,8 @@ def lesion_segment_ids(segments, selected=None):
     return [sid for sid, name in segments if name.strip().lower() not in LIVER_SEGMENT_NAMES]
 
 
-def missing_inputs(task_name, volumes, segments, model, clinical=None, phases=None):
+def missing_inputs(task_name: str, volumes: Mapping[str, bool], segments: Sequence[str], model: str | None,
+                   clinical: Mapping[str, Any] | None = None, phases: Sequence[str] | None = None) -> list[str]:
     """Why Apply cannot run yet, as short sentences; an empty list means it can.
 
     `volumes`: phase -> True when a volume is chosen; `segments`: the lesion segment ids
@@ -132,12 +163,13 @@ def missing_inputs(task_name, volumes, segments, model, clinical=None, phases=No
     `clinical`: the form's values (field -> text); `phases`: the phases the chosen model
     reads (default: the task's).
     """
-    needs_segments = get_task(task_name).loader != "microscopy"  # a microscopy image has no segmentation
+    needs_segments = get_task(task_name).needs_segmentation
     reasons = [] if segments or not needs_segments else ["choose a segmentation with at least one lesion segment"]
     return reasons + missing_task_inputs(task_name, volumes, model, clinical, phases)
 
 
-def missing_task_inputs(task_name, volumes, model, clinical, phases=None):
+def missing_task_inputs(task_name: str, volumes: Mapping[str, bool], model: str | None,
+                        clinical: Mapping[str, Any] | None, phases: Sequence[str] | None = None) -> list[str]:
     """The task's own inputs still missing: phase volumes, model, required clinical fields."""
     reasons = [f"choose the {p.phase} volume" for p in phase_inputs(task_name, phases) if not volumes.get(p.phase)]
     if not model:
@@ -148,7 +180,8 @@ def missing_task_inputs(task_name, volumes, model, clinical, phases=None):
     return reasons
 
 
-def applicable_tasks(available_phases, model_phases, clinical=None):
+def applicable_tasks(available_phases: Iterable[str], model_phases: Mapping[str, Sequence[str]],
+                     clinical: Mapping[str, Any] | None = None) -> list[str]:
     """Tasks "Run all" can run: a model installed (`model_phases`: task -> the phases its
     model reads), a volume for each of those phases, the clinical form complete."""
     present = set(available_phases)
@@ -162,7 +195,8 @@ def applicable_tasks(available_phases, model_phases, clinical=None):
     return runnable
 
 
-def match_volumes(phases, volume_names):
+def match_volumes(phases: Iterable[str], volume_names: Sequence[str]) -> dict[str, str]:
+
     """Guess phase -> volume name from node names ('T2', 'case1_T2', 'arterial phase').
 
     A name matches a phase when the phase appears in it as a whole word (case-insensitive);

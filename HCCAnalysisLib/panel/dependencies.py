@@ -4,13 +4,15 @@ Slicer >= 5.12 checks this itself (`slicer.packaging.pip_ensure`); older Slicer 
 the list from here and install it with `slicer.util.pip_install`.
 """
 
+from __future__ import annotations
+
 import importlib.metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
 
 
-def read_requirements(path):
+def read_requirements(path: str | Path) -> list[str]:
     """The requirement lines of a requirements.txt (comments, blank lines and pip options skipped)."""
     lines = []
     for raw in Path(path).read_text(encoding="utf-8").splitlines():
@@ -20,7 +22,7 @@ def read_requirements(path):
     return lines
 
 
-def missing_requirements(path):
+def missing_requirements(path: str | Path) -> list[str]:
     """The requirement strings that are absent, or present in a version outside their specifier."""
     missing = []
     for line in read_requirements(path):

@@ -7,6 +7,10 @@ write the table (and volume nodes) on the GUI thread again. Used by
 HCCAnalysisLogic; runs the same with the slicer-core wheel, so it is tested outside Slicer.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +19,15 @@ from HCCAnalysisLib.panel import choices as panel_model
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.models.registry import installed_models
 from HCCAnalysisLib.tasks import get_task
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+    import slicer
+
+    from HCCAnalysisLib.data.case import Case
+    from HCCAnalysisLib.data.microscopy_case import MicroscopyCase
+    from HCCAnalysisLib.data.prediction import Prediction
+    from HCCAnalysisLib.models.package import LoadedModel
 
 _MODEL_CACHE = {}  # (package folder, device, weights mtime) -> LoadedModel
 
@@ -27,16 +40,18 @@ SALIENCY_COLOURS = ("vtkMRMLColorTableNodeFileInferno.txt", "vtkMRMLColorTableNo
 @dataclass
 class Job:
     task: str
-    case: object  # HCCAnalysisLib.data.case.Case
+    case: Case | MicroscopyCase
     model_dir: str
     device: str
     saliency: bool = False  # also compute the saliency volume of the case (issue 6)
     # Set by run_job on the worker thread; read on the GUI thread once the run has finished.
-    saliency_image: object = None  # SimpleITK image on the case's segmentation grid
+    saliency_image: sitk.Image | None = None  # SimpleITK image on the case's segmentation grid
 
 
-def prepare_job(task, volume_nodes, segmentation_node, segment_ids=None, model_dir="", device="auto",
-                clinical=None, case_id="case", patient_id=None, saliency=False):
+def prepare_job(task: str, volume_nodes: Mapping[str, slicer.vtkMRMLScalarVolumeNode | None],
+                segmentation_node: slicer.vtkMRMLSegmentationNode | None, segment_ids: Sequence[str] | None = None,
+                model_dir: str | Path = "", device: str = "auto", clinical: Mapping[str, str] | None = None,
+                case_id: str = "case", patient_id: str | None = None, saliency: bool = False) -> Job:
     """Check the inputs of one task and read them into a Case (GUI thread: touches MRML).
 
     `volume_nodes`: phase -> scalar volume node (phases the model does not read are ignored);
@@ -54,13 +69,13 @@ def prepare_job(task, volume_nodes, segmentation_node, segment_ids=None, model_d
     phases = model_phases(model_dir) if model_dir else None
     present = {p: n is not None for p, n in volume_nodes.items()}
     reasons = panel_model.missing_task_inputs(task, present, model_dir, clinical, phases)
-    microscopy = get_task(task).loader == "microscopy"
-    if segmentation_node is None and not microscopy:
+    whole_image = not get_task(task).needs_segmentation  # Meng 2019: one microscopy image, no segmentation
+    if segmentation_node is None and not whole_image:
         reasons.insert(0, "choose a segmentation")
     if reasons:
         raise HCCInputError("; ".join(reasons), f"task {task}")
     record = panel_model.clinical_record(task, clinical)
-    if microscopy:  # Meng 2019: one RGB image volume, no segmentation
+    if whole_image:
         from HCCAnalysisLib.data.microscopy_case import microscopy_case_from_node
 
         case = microscopy_case_from_node(volume_nodes[phases[0]], case_id=case_id, patient_id=patient_id,
@@ -72,7 +87,8 @@ def prepare_job(task, volume_nodes, segmentation_node, segment_ids=None, model_d
     return Job(task, case, str(model_dir), device, saliency=bool(saliency))
 
 
-def lesion_ids(segmentation_node, selected=None):
+def lesion_ids(segmentation_node: slicer.vtkMRMLSegmentationNode | None, selected: Sequence[str] | None = None
+               ) -> list[str]:
     """The lesion segment IDs of a segmentation node: `selected`, else all not named liver.
 
     Selected IDs the node does not have (a selection made on another segmentation) are ignored.
@@ -86,14 +102,14 @@ def lesion_ids(segmentation_node, selected=None):
     return panel_model.lesion_segment_ids(segments, present)
 
 
-def model_phases(model_dir):
+def model_phases(model_dir: str | Path) -> list[str]:
     """The phases (in channel order) that the model package reads."""
     from HCCAnalysisLib.models.registry import read_card
 
     return list(read_card(model_dir)["phases"])
 
 
-def load_cached_model(model_dir, device):
+def load_cached_model(model_dir: str | Path, device: str) -> tuple[LoadedModel, str]:
     """A loaded model, reused while its weights file is unchanged (loading costs seconds)."""
     from HCCAnalysisLib.engine.device import select_device
     from HCCAnalysisLib.models.package import load_model
@@ -107,7 +123,7 @@ def load_cached_model(model_dir, device):
     return _MODEL_CACHE[key], choice.device
 
 
-def run_job(job):
+def run_job(job: Job) -> Prediction:
     """Predict one job (no MRML: safe on a worker thread). Returns a Prediction.
 
     With `job.saliency`, also puts the case's saliency volume in `job.saliency_image` (the
@@ -126,7 +142,7 @@ def run_job(job):
     return prediction
 
 
-def saliency_nodes(jobs, scene):
+def saliency_nodes(jobs: Sequence[Job], scene: slicer.vtkMRMLScene) -> list[slicer.vtkMRMLScalarVolumeNode]:
     """A scalar volume node per finished job with a saliency volume (GUI thread: touches MRML).
 
     The node is in world coordinates on the case's segmentation grid, so it lies over the
@@ -148,7 +164,10 @@ def saliency_nodes(jobs, scene):
     return nodes
 
 
-def applicable_jobs(volume_nodes, segmentation_node, segment_ids, device="auto", clinical=None, models=None):
+def applicable_jobs(volume_nodes: Mapping[str, slicer.vtkMRMLScalarVolumeNode | None],
+                    segmentation_node: slicer.vtkMRMLSegmentationNode | None, segment_ids: Sequence[str] | None,
+                    device: str = "auto", clinical: Mapping[str, str] | None = None,
+                    models: Mapping[str, str] | None = None) -> list[Job]:
     """Jobs for every task whose phases, model and clinical data are all present ("Run all").
 
     `models`: task -> model package folder (default: the newest installed package per task).
@@ -165,7 +184,7 @@ def applicable_jobs(volume_nodes, segmentation_node, segment_ids, device="auto",
     return [prepare_job(t, volume_nodes, segmentation_node, segment_ids, models[t], device, clinical) for t in tasks]
 
 
-def combined_records(predictions):
+def combined_records(predictions: Sequence[Prediction]) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, rows) of several tasks' predictions in one table: a `task` column first,
     then the union of their columns; a class a task does not have is NaN."""
     columns, rows = ["task", "model"], []
@@ -177,7 +196,8 @@ def combined_records(predictions):
     return columns, rows
 
 
-def results_to_table(predictions, scene, table_node=None):
+def results_to_table(predictions: Sequence[Prediction], scene: slicer.vtkMRMLScene,
+                     table_node: slicer.vtkMRMLTableNode | None = None) -> slicer.vtkMRMLTableNode:
     """One prediction: slicer_io's typed, titled table. Several ("Run all"): one combined table."""
     from HCCAnalysisLib.slicer_io.nodes import prediction_to_table
 

@@ -4,6 +4,10 @@ The heavy part of `hcc report` (scipy, statsmodels, scikit-learn, matplotlib), k
 of report.py so that building the `hcc` argument parser stays fast.
 """
 
+from __future__ import annotations
+
+from typing import Sequence
+
 import itertools
 import json
 import math
@@ -19,6 +23,7 @@ from HCCAnalysisLib.report import html as report_html
 from HCCAnalysisLib.report import tables as report_tables
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.report.reading import read_eval_dirs
+from HCCAnalysisLib.report.roc_figure import roc_series
 from HCCAnalysisLib.stats.checks import check_confidence
 
 
@@ -67,22 +72,49 @@ def _compare_figures(models, level, classes):
     return out
 
 
-def _tsne_figure(model, run, classes):
-    """t-SNE of the saved embeddings of the rows analysed at case level."""
+def _embedding_figure(model, run, classes):
+    """The saved embeddings of the first repeat: drawn raw when 2-D (Jia Figs. 6/10), else t-SNE.
+
+    One repeat only: every case appears once per repeat, and points of different repeats
+    come from different networks; the caption says which repeat was drawn.
+    """
     if run.embeddings is None:
         return []
     used = set(np.flatnonzero(run.repeats == model["first_repeat"]).tolist())
     keep = np.array([i for i, r in enumerate(run.embedding_rows) if r in used], dtype=int)
+    which = f"repeat {model['first_repeat']}"
     if len(keep) == 0:
-        keep = np.arange(len(run.embedding_rows))
+        keep, which = np.arange(len(run.embedding_rows)), "all rows"
+    dims, name = run.embeddings.shape[1], model["name"]
+    if dims == 2:
+        labels = run.labels[run.embedding_rows[keep]]
+        return [{"file": f"embedding2d_{_slug(name)}.png", "level": "tsne", "width": 460,
+                 "caption": f"The 2-D embedding as the network outputs it (no t-SNE), {name}, "
+                            f"{which} ({len(keep)} points, coloured by true class; each fold's "
+                            f"test points come from that fold's network)",
+                 "png": figures.embedding_figure(f"{name}: 2-D embedding", run.embeddings[keep],
+                                                 labels, classes)}]
     points, chosen = figures.tsne_points(run.embeddings[keep])
     if points is None:
         return []
     labels = run.labels[run.embedding_rows[keep][chosen]]
-    return [{"file": f"tsne_{_slug(model['name'])}.png", "level": "tsne", "width": 460,
-             "caption": f"t-SNE of {run.embeddings.shape[1]}-D last hidden features, "
-                        f"{model['name']} ({len(points)} points, coloured by true class)",
-             "png": figures.tsne_figure(model["name"], points, labels, classes)}]
+    return [{"file": f"tsne_{_slug(name)}.png", "level": "tsne", "width": 460,
+             "caption": f"t-SNE of {dims}-D last hidden features, {name}, {which} "
+                        f"({len(points)} points, coloured by true class)",
+             "png": figures.tsne_figure(name, points, labels, classes)}]
+
+
+def _mean_roc_figure(model, run, classes):
+    """Mean ROC with its SD band over every repeat of one evaluation (Jia Fig. 8)."""
+    series = roc_series(run.rows, classes)
+    if not series:
+        return []
+    n_repeats = len(model["repeats"]["repeats"])
+    return [{"file": f"roc_mean_{_slug(model['name'])}.png", "level": "repeats", "width": 430,
+             "caption": f"Mean ROC of {model['name']} over {n_repeats} repeat(s), band +-1 SD of "
+                        f"the true-positive rate at each false-positive rate; thin lines: each "
+                        f"repeat's pooled out-of-fold ROC",
+             "png": figures.mean_roc_figure(f"{model['name']}: mean ROC over repeats", series)}]
 
 
 def _analyse(runs, confidence):
@@ -93,7 +125,7 @@ def _analyse(runs, confidence):
         model = {"name": run.name, "path": str(run.path), "task": run.task, "note": note,
                  "patient_note": patient_note, "confidence_pct": f"{100 * confidence:g}",
                  "first_repeat": report_tables.first_repeat(run),
-                 "folds": report_tables.fold_summary(run.metrics),
+                 "repeats": report_tables.repeat_summary(run),
                  "data": {"case": case}, "levels": {}}
         if patient is not None:
             model["data"]["patient"] = patient
@@ -136,7 +168,8 @@ def _performance_tsv(models):
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def build_report(eval_dirs, out_dir, confidence=0.95, title=None):
+def build_report(eval_dirs: Sequence[str | Path], out_dir: str | Path, confidence: float = 0.95,
+                 title: str | None = None) -> Path:
     """Write the report of `eval_dirs` (first = main model, others compared) into `out_dir`.
 
     Returns the path of report.html. All inputs are read and checked, and every number
@@ -163,14 +196,15 @@ def build_report(eval_dirs, out_dir, confidence=0.95, title=None):
         if len(models) > 1:
             figs += _compare_figures(models, level, classes)
     for m, run in zip(models, runs):
-        figs += _tsne_figure(m, run, classes)
+        figs += _mean_roc_figure(m, run, classes)
+        figs += _embedding_figure(m, run, classes)
     report = {"title": title or f"Evaluation report: {runs[0].task or runs[0].name}",
               "classes": classes, "reported_classes": report_tables.reported_classes(classes),
               "levels": levels, "models": models, "comparisons": comparisons, "figures": figs}
     page = report_html.render(report).encode("utf-8")
     summary = {"classes": classes, "confidence": confidence, "levels": levels,
                "models": [{k: m[k] for k in ("name", "path", "task", "note", "patient_note",
-                                             "levels")} for m in models],
+                                             "repeats", "levels")} for m in models],
                "comparisons": comparisons, "figures": [f["file"] for f in figs]}
     out = Path(out_dir)
     for fig in figs:

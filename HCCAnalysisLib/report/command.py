@@ -1,7 +1,7 @@
 """`hcc report`: a self-contained HTML evaluation report from one or more evaluation folders.
 
-Library API:  make_report(eval_dirs, out_dir, confidence=0.95, title=None) -> Path (the HTML)
-CLI wiring:   add_report_parser(subparsers) adds `report --eval DIR [--compare DIR ...] --out DIR`
+Library API:  make_report(eval_dirs, out_dir, confidence=0.95, title=None, overwrite=False) -> Path (the HTML)
+CLI wiring:   add_report_parser(subparsers) adds `report --eval DIR [--compare DIR ...] --out DIR [--overwrite]`
 
 The report holds, per level (case; patient when predictions can be aggregated per
 patient): ROC curves per class with AUC and DeLong CI, confusion matrices (counts
@@ -16,28 +16,41 @@ The work is done in report_build.py (imported on use: it pulls in matplotlib and
 scikit-learn, which every other `hcc` command would otherwise pay for at start-up).
 """
 
+from __future__ import annotations
 
-def make_report(eval_dirs, out_dir, confidence=0.95, title=None):
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def make_report(eval_dirs: str | Path | Sequence[str | Path], out_dir: str | Path, confidence: float = 0.95,
+                title: str | None = None, overwrite: bool = False) -> Path:
     """Write the report of `eval_dirs` (first = main model, others compared) into `out_dir`.
 
     `eval_dirs` is one folder or a list of folders written by `hcc evaluate`. Returns the
     path of report.html. All inputs are read and checked, and every number and figure
-    computed, before anything is written; bad input raises HCCInputError.
+    computed, before anything is written; bad input raises HCCInputError. A non-empty
+    `out_dir` is refused unless `overwrite` (the same rule as `hcc train` and `evaluate`).
     """
     from HCCAnalysisLib.report.build import build_report
+    from HCCAnalysisLib.workflows import refuse_non_empty
+
+    refuse_non_empty(out_dir, overwrite, "files (a report?)")
 
     return build_report(eval_dirs, out_dir, confidence=confidence, title=title)
 
 
-def run_report(args):
+def run_report(args: argparse.Namespace) -> int:
     """Entry point of `hcc report` (argparse namespace from add_report_parser)."""
     path = make_report([args.eval] + list(args.compare or []), args.out,
-                       confidence=args.confidence, title=args.title)
+                       confidence=args.confidence, title=args.title,
+                       overwrite=getattr(args, "overwrite", False))
     print(f"report written: {path}")
     return 0
 
 
-def add_report_parser(subparsers):
+def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+
     """Add the `report` subcommand to an argparse subparsers object."""
     parser = subparsers.add_parser(
         "report", help="HTML report (ROC, CIs, kappa, DeLong / McNemar, t-SNE) of evaluations",
@@ -50,5 +63,6 @@ def add_report_parser(subparsers):
     parser.add_argument("--confidence", type=float, default=0.95,
                         help="confidence level of the intervals (default 0.95)")
     parser.add_argument("--title", default=None, help="report title")
+    parser.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
     parser.set_defaults(func=run_report)
     return parser

@@ -4,7 +4,10 @@ Uses matplotlib's object API with the Agg canvas (no pyplot state, no display), 
 runs the same in a batch job, the CLI and inside Slicer.
 """
 
+from __future__ import annotations
+
 import io
+from typing import Sequence, Tuple
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -24,7 +27,7 @@ def _png(figure):
     return buffer.getvalue()
 
 
-def roc_figure(title, curves):
+def roc_figure(title: str, curves: Sequence[Tuple[str, np.ndarray, np.ndarray]]) -> bytes:
     """ROC curves; `curves` is a list of (legend label, 0/1 truth, scores)."""
     figure = Figure(figsize=(5.2, 5.0))
     axes = figure.add_subplot()
@@ -39,7 +42,7 @@ def roc_figure(title, curves):
     return _png(figure)
 
 
-def confusion_figure(title, classes, counts, normalised):
+def confusion_figure(title: str, classes: Sequence[str], counts: np.ndarray, normalised: np.ndarray) -> bytes:
     """Counts and row-normalised confusion matrices side by side (rows = truth)."""
     counts, normalised = np.asarray(counts), np.asarray(normalised, dtype=float)
     size = max(3.2, 0.7 * len(classes) + 1.8)
@@ -64,7 +67,7 @@ def confusion_figure(title, classes, counts, normalised):
     return _png(figure)
 
 
-def tsne_points(embeddings, seed=0):
+def tsne_points(embeddings: np.ndarray, seed: int = 0) -> Tuple[np.ndarray | None, np.ndarray]:
     """2-D t-SNE of the embeddings (rows), perplexity adapted to small sets; (points, used rows)."""
     embeddings = np.asarray(embeddings, dtype=float)
     rows = np.arange(len(embeddings))
@@ -81,7 +84,7 @@ def tsne_points(embeddings, seed=0):
     return points, rows
 
 
-def tsne_figure(title, points, labels, classes):
+def tsne_figure(title: str, points: np.ndarray, labels: Sequence[str], classes: Sequence[str]) -> bytes:
     """Scatter of t-SNE points coloured by true class."""
     figure = Figure(figsize=(5.4, 5.0))
     axes = figure.add_subplot()
@@ -92,5 +95,69 @@ def tsne_figure(title, points, labels, classes):
             axes.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.8,
                          label=f"{name} (n={int(chosen.sum())})")
     axes.set(title=title, xticks=[], yticks=[])
+    axes.legend(fontsize=7, markerscale=1.5)
+    return _png(figure)
+
+
+# False-positive rates at which each repeat's ROC is read off before averaging (Jia Fig. 8).
+MEAN_ROC_GRID = np.linspace(0.0, 1.0, 101)
+
+
+def mean_roc(curves: Sequence[Tuple[np.ndarray, np.ndarray]]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertical average of ROC curves: (grid FPR, mean TPR, SD TPR) over `curves`' (truth, scores).
+
+    Each curve is interpolated at MEAN_ROC_GRID (TPR 0 at FPR 0, 1 at FPR 1); SD is ddof=1,
+    zero for a single curve.
+    """
+    rows = []
+    for truth, scores in curves:
+        fpr, tpr, _ = roc_curve(truth, scores)
+        tpr_grid = np.interp(MEAN_ROC_GRID, fpr, tpr)
+        tpr_grid[0] = 0.0
+        rows.append(tpr_grid)
+    rows = np.array(rows)
+    sd = rows.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros(len(MEAN_ROC_GRID))
+    return MEAN_ROC_GRID, rows.mean(axis=0), sd
+
+
+def mean_roc_figure(title: str, series: Sequence[Tuple[str, Sequence[Tuple[np.ndarray, np.ndarray]]]]) -> bytes:
+    """Mean ROC with a +-1 SD band over repeats, one line per entry of `series`.
+
+    `series` is a list of (legend label, [(0/1 truth, scores) per repeat]); each repeat's own
+    curve is drawn thin underneath so the spread the band summarises stays visible.
+    """
+    figure = Figure(figsize=(5.2, 5.0))
+    axes = figure.add_subplot()
+    for index, (label, curves) in enumerate(series):
+        colour = f"C{index % 10}"
+        for truth, scores in curves:
+            fpr, tpr, _ = roc_curve(truth, scores)
+            axes.plot(fpr, tpr, lw=0.6, alpha=0.35, color=colour)
+        grid, mean, sd = mean_roc(curves)
+        axes.fill_between(grid, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), color=colour,
+                          alpha=0.2, lw=0)
+        axes.plot(grid, mean, lw=1.8, color=colour, label=label)
+    axes.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
+    axes.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity", ylabel="sensitivity",
+             title=title)
+    axes.set_aspect("equal")
+    if series:  # no class with both outcomes in any repeat: axes only, no empty legend
+        axes.legend(loc="lower right", fontsize=7)
+    return _png(figure)
+
+
+def embedding_figure(title: str, points: np.ndarray, labels: Sequence[str], classes: Sequence[str],
+                     axis_labels: Tuple[str, str] = ("feature 1", "feature 2")) -> bytes:
+    """Scatter of 2-D points coloured by true class, with axes kept (raw features, Jia Figs. 6/10)."""
+    figure = Figure(figsize=(5.4, 5.0))
+    axes = figure.add_subplot()
+    points = np.asarray(points, dtype=float)
+    labels = np.asarray(labels, dtype=object)
+    for name in classes:
+        chosen = labels == name
+        if chosen.any():
+            axes.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.8,
+                         label=f"{name} (n={int(chosen.sum())})")
+    axes.set(title=title, xlabel=axis_labels[0], ylabel=axis_labels[1])
     axes.legend(fontsize=7, markerscale=1.5)
     return _png(figure)

@@ -2,8 +2,14 @@
 
 Tables follow seed 001 (Zhen et al. 2020): Tables 1-3 put each class's AUC,
 sensitivity and specificity with 95% CIs in one column per model, then McNemar and
-DeLong p-values per pair of models; Table 4 lists accuracy, kappa, z and p.
+DeLong p-values per pair of models; Table 4 lists accuracy, kappa, z and p. Before them,
+every repeat: each repeat's pooled out-of-fold metrics, the mean +- SD over repeats (the
+headline, as Jia, Zhen and Wang report) and the mean +- SD over folds beside it.
 """
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
 
 import base64
 import html
@@ -14,20 +20,21 @@ table{border-collapse:collapse;margin:1em 0;font-size:13px}
 th,td{border-bottom:1px solid #ccc;padding:3px 9px;text-align:left}
 th{background:#f0f0f0} tr.group td{font-weight:bold;background:#fafafa}
 figure{display:inline-block;margin:0.5em;vertical-align:top}
-figcaption{font-size:12px;color:#555;max-width:560px} .note{color:#666;font-size:13px}"""
+figcaption{font-size:12px;color:#555;max-width:560px} .note{color:#666;font-size:13px}
+tr.headline td{background:#eef4ff}"""
 
 
-def esc(value):
+def esc(value: Any) -> str:
     return html.escape(str(value))
 
 
-def fmt_p(p):
+def fmt_p(p: float | None) -> str:
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "n/a"
     return "&lt;0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def fmt_ci(est, percent):
+def fmt_ci(est: Mapping[str, float] | None, percent: bool) -> str:
     """'91.9 (84.7, 96.5)' for proportions, '0.951 (0.919, 0.982)' for AUCs; n/a when empty."""
     if est is None or math.isnan(est["value"]):
         return "n/a"
@@ -41,7 +48,8 @@ def _row(cells, tag="td", css=None):
     return f"<tr{attr}>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
 
 
-def performance_table(caption, models, level, pairs, classes):
+def performance_table(caption: str, models: Sequence[dict], level: str, pairs: Sequence[tuple[str, str, dict]],
+                      classes: Sequence[str]) -> str:
     """Seed 001 Tables 1-3: one column per model, McNemar and DeLong p per pair."""
     names = [m["name"] for m in models]
     pair_names = [f"{esc(a)} vs. {esc(b)}" for a, b, _ in pairs]
@@ -76,7 +84,7 @@ def performance_table(caption, models, level, pairs, classes):
     return "\n".join(out)
 
 
-def agreement_table(caption, models, level):
+def agreement_table(caption: str, models: Sequence[dict], level: str) -> str:
     """Seed 001 Table 4: accuracy with CI, Cohen's kappa, its z score and p."""
     out = [f"<table><caption>{esc(caption)}</caption>",
            _row(["", "Accuracy, %", "Kappa", "Z score", "P-value", "n"], "th")]
@@ -92,33 +100,62 @@ def agreement_table(caption, models, level):
     return "\n".join(out)
 
 
-def folds_table(models):
-    """Per-fold mean +- SD from each metrics.json (all repeats and folds)."""
-    metrics = []
-    for m in models:
-        metrics += [name for name, _, _ in m["folds"] if name not in metrics]
-    if not metrics:
-        return "<p class='note'>metrics.json has no per-fold summary.</p>"
-    out = ["<table><caption>Cross-validation folds: mean &plusmn; SD</caption>",
-           _row(["metric"] + [esc(m["name"]) for m in models], "th")]
-    for metric in metrics:
-        cells = []
-        for m in models:
-            found = [(mean, sd) for name, mean, sd in m["folds"] if name == metric]
-            cells.append(f"{found[0][0]:.4f} &plusmn; {found[0][1]:.4f}" if found else "")
-        out.append(_row([esc(metric)] + cells))
+METRIC_TITLES = {"accuracy": "Accuracy", "sensitivity": "Sensitivity", "specificity": "Specificity",
+                 "precision": "Precision", "f1": "F1", "auc": "AUC"}
+
+REPEATS_NOTE = (
+    "Headline: each repeat's metrics are computed on its pooled out-of-fold predictions (every "
+    "case once per repeat), then the mean &plusmn; SD (n-1) of those over repeats, as Jia, Zhen "
+    "and Wang report repeated runs. Per fold: each test fold scored on its own rows, then the "
+    "mean &plusmn; SD over all folds &times; repeats. The two AUCs differ in what they measure: "
+    "the pooled AUC ranks every case against every other case of the repeat, so it also asks "
+    "that scores from different folds' networks be comparable; the per-fold AUC ranks cases "
+    "only within one fold, on few cases, so it is noisier, a fold with a single class has none "
+    "(left out, see n), and its SD mixes fold-to-fold sampling variation with the variation "
+    "between repeats. With one repeat the over-repeat SD is undefined (n/a).")
+
+
+def _mean_sd(entry):
+    if entry is None or entry["mean"] is None or math.isnan(entry["mean"]):
+        return "n/a"
+    sd = entry["sd"]
+    sd = "n/a" if sd is None or math.isnan(sd) else f"{sd:.3f}"
+    return f"{entry['mean']:.3f} &plusmn; {sd}"
+
+
+def _value(value):
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def repeats_table(model: dict) -> str:
+    """Every repeat's pooled metrics, then mean +- SD over repeats (headline) and over folds."""
+    summary = model["repeats"]
+    names = summary["metrics"]
+    out = [f"<table class='repeats'><caption>{esc(model['name'])}: repeated cross-validation"
+           f"</caption>", _row(["", "n"] + [METRIC_TITLES.get(n, esc(n)) for n in names], "th")]
+    for row in summary["repeats"]:
+        out.append(_row([f"repeat {esc(row['repeat'])} (pooled)", str(row["n"])]
+                        + [_value(row[n]) for n in names]))
+    over_r = summary["over_repeats"]
+    out.append(_row(["<b>mean &plusmn; SD over repeats</b>", f"{len(summary['repeats'])} repeats"]
+                    + [f"<b>{_mean_sd(over_r[n])}</b>" for n in names], css="headline"))
+    over_f = summary["over_folds"]
+    out.append(_row(["mean &plusmn; SD over folds &times; repeats",
+                     f"{summary['n_folds']} folds"]
+                    + [_mean_sd(over_f[n]) + ("" if over_f[n]["n"] == summary["n_folds"]
+                                              else f" (n={over_f[n]['n']})") for n in names]))
     out.append("</table>")
     return "\n".join(out)
 
 
-def figure_html(figure):
+def figure_html(figure: Mapping[str, Any]) -> str:
     data = base64.b64encode(figure["png"]).decode("ascii")
     return (f"<figure><img src='data:image/png;base64,{data}' alt='{esc(figure['file'])}' "
             f"width='{figure.get('width', 480)}'><figcaption>{esc(figure['caption'])}"
             f"</figcaption></figure>")
 
 
-def render(report):
+def render(report: Mapping[str, Any]) -> str:
     """The whole page from the report dict assembled by report.make_report."""
     models, classes = report["models"], report["reported_classes"]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(report['title'])}"
@@ -133,6 +170,10 @@ def render(report):
                  + (f" Two classes: one-vs-rest figures for the positive class "
                     f"{esc(classes[0])} (the second in metrics.json)."
                     if len(report["classes"]) == 2 else "") + "</p>")
+    parts.append("<h2>Repeated cross-validation: every repeat</h2>")
+    parts += [repeats_table(m) for m in models]
+    parts.append(f"<p class='note'>{REPEATS_NOTE}</p>")
+    parts += [figure_html(f) for f in report["figures"] if f["level"] == "repeats"]
     for level in report["levels"]:
         title = "Case level" if level == "case" else "Patient level"
         parts.append(f"<h2>{title}</h2>")
@@ -150,9 +191,9 @@ def render(report):
         parts.append("<p class='note'>No patient-level analysis: "
                      + "; ".join(f"{esc(m['name'])}: {esc(m['patient_note'])}"
                                  for m in unavailable) + "</p>")
-    parts += ["<h2>t-SNE of the last hidden features</h2>"]
+    parts += ["<h2>Embedding of the last hidden features</h2>"]
     tsne = [f for f in report["figures"] if f["level"] == "tsne"]
     parts += [figure_html(f) for f in tsne] or [
         "<p class='note'>No evaluation saved embeddings.npz.</p>"]
-    parts += ["<h2>Folds</h2>", folds_table(models), "</body></html>"]
+    parts.append("</body></html>")
     return "\n".join(parts)

@@ -5,6 +5,10 @@ metrics.json (classes, per-fold metrics, summary) and optionally embeddings.npz.
 Everything is validated here so that a report is never half-written from bad input.
 """
 
+from __future__ import annotations
+
+from typing import Any, Sequence
+
 import csv
 import json
 import math
@@ -26,17 +30,17 @@ class EvalRun:
     name: str
     path: Path
     task: str
-    classes: list
-    rows: list            # dicts, as read
+    classes: list[str]
+    rows: list[dict[str, str]]            # dicts, as read
     labels: np.ndarray    # true class names (object)
     predicted: np.ndarray  # predicted class names (object)
     probs: np.ndarray     # N x K, classes order
     repeats: np.ndarray   # str per row
-    metrics: dict
-    embeddings: np.ndarray = None     # M x D or None
-    embedding_rows: np.ndarray = None  # M indices into rows
+    metrics: dict[str, Any]
+    embeddings: np.ndarray | None = None     # M x D or None
+    embedding_rows: np.ndarray | None = None  # M indices into rows
 
-    def keys(self):
+    def keys(self) -> list[tuple[str, str, str]]:
         """Identity of each row within a repeat: (case_id, lesion_id, kind)."""
         return [(r["case_id"], r["lesion_id"], r["kind"]) for r in self.rows]
 
@@ -117,7 +121,7 @@ def _read_embeddings(path, n_rows):
     return emb, idx.astype(int)
 
 
-def read_eval_dir(path, name=None):
+def read_eval_dir(path: str | Path, name: str | None = None) -> EvalRun:
     """Read one evaluation folder into an EvalRun, or raise HCCInputError naming the file."""
     path = Path(path)
     if not path.is_dir():
@@ -135,7 +139,7 @@ def read_eval_dir(path, name=None):
                    metrics=metrics, embeddings=embeddings, embedding_rows=embedding_rows)
 
 
-def read_eval_dirs(paths):
+def read_eval_dirs(paths: Sequence[str | Path]) -> list[EvalRun]:
     """Read several folders; they must share the classes; names are made unique."""
     runs, seen = [], {}
     for path in paths:

@@ -1,31 +1,63 @@
-"""ROC figure of out-of-fold predictions: one curve per repeat and class (one-vs-rest)."""
+"""roc.png of an evaluation folder, drawn by the report's ROC figures (report/figures.py).
 
-import matplotlib
+One implementation of ROC drawing serves `hcc evaluate` and `hcc report`: with several
+repeats the figure is the mean ROC with its SD band over repeats (Jia Fig. 8), with one
+repeat that repeat's curve; one line per positive class (one-vs-rest).
+"""
 
-matplotlib.use("Agg")  # no screen needed: figures are files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Mapping, Sequence, Tuple
+
+import numpy as np
+
+from HCCAnalysisLib.atomic import write_bytes_atomic
+from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.report import figures
+from HCCAnalysisLib.stats.metrics import repeat_order
 
 
-def save_roc_figure(rows, classes, path, title=""):
-    """rows: evaluation records with 'repeat', 'label' and 'prob_<class>' keys."""
+def roc_series(rows: Sequence[Mapping], classes: Sequence[str]) -> List[Tuple[str, list]]:
+    """[(legend label, [(0/1 truth, scores) per repeat])] per positive class with both outcomes.
+
+    Binary tasks draw the second class only; a repeat where a class is all or none is skipped.
+    The label gives the AUC of each repeat's pooled out-of-fold predictions as mean +- SD.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    classes = [str(c) for c in classes]
     positives = classes[1:] if len(classes) == 2 else classes
-    figure, axis = plt.subplots(figsize=(5, 5), dpi=100)
-    for repeat in sorted({int(r["repeat"]) for r in rows}):
-        subset = [r for r in rows if int(r["repeat"]) == repeat]
-        for name in positives:
-            truth = np.array([r["label"] == name for r in subset])
+    repeats = sorted({str(r["repeat"]) for r in rows}, key=repeat_order)
+    series = []
+    for name in positives:
+        curves = []
+        for repeat in repeats:
+            subset = [r for r in rows if str(r["repeat"]) == repeat]
+            truth = np.array([str(r["label"]) == name for r in subset], dtype=int)
             if truth.all() or not truth.any():
                 continue
-            scores = np.array([float(r[f"prob_{name}"]) for r in subset])
-            fpr, tpr, _ = roc_curve(truth, scores)
-            axis.plot(fpr, tpr, lw=1.5, label=f"{name} r{repeat + 1}: AUC {roc_auc_score(truth, scores):.3f}")
-    axis.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
-    axis.set(xlabel="1 - specificity", ylabel="sensitivity", title=title or "ROC", xlim=(0, 1), ylim=(0, 1.02))
-    if axis.get_legend_handles_labels()[0]:
-        axis.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+            try:
+                scores = np.array([float(r[f"prob_{name}"]) for r in subset])
+            except (KeyError, TypeError, ValueError) as err:
+                raise HCCInputError(f"no numeric prob_{name} in the predictions ({err})", source="roc")
+            curves.append((truth, scores))
+        if not curves:
+            continue
+        aucs = [roc_auc_score(t, s) for t, s in curves]
+        label = (f"{name}: AUC {np.mean(aucs):.3f} +- {np.std(aucs, ddof=1):.3f} over {len(aucs)} repeats"
+                 if len(aucs) > 1 else f"{name}: AUC {aucs[0]:.3f}")
+        series.append((label, curves))
+    return series
+
+
+def save_roc_figure(rows: Sequence[Mapping], classes: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Write roc.png from evaluation rows ('repeat', 'label', 'prob_<class>'); returns the path."""
+    series = roc_series(rows, classes)
+    n_repeats = len({str(r["repeat"]) for r in rows})
+    heading = title or "ROC"
+    if n_repeats > 1:
+        heading += f" (mean +- SD over {n_repeats} repeats)"
+    png = figures.mean_roc_figure(heading, series)
+    write_bytes_atomic(Path(path), png)
+    return Path(path)

@@ -1,17 +1,27 @@
 """Numbers of an evaluation report: per-model summaries, pairwise tests (seed 001 Tables 1-4).
 
-Statistics are computed on one repeat (the first) so that every case counts once;
-the per-fold mean and SD of all repeats come from metrics.json. Patient-level
+Every repeat is summarised by `repeat_summary` (each repeat's pooled out-of-fold metrics,
+mean +- SD over repeats as the headline, per-fold mean +- SD beside it). The tables with
+confidence intervals and the pairwise tests need each case once, so they use one repeat
+(the first) and say so. Patient-level
 numbers sum each patient's probabilities over its rows (seed 001) and normalise the
 sum to 1; the patient's predicted class is the largest summed probability.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from HCCAnalysisLib.stats import metrics
 from HCCAnalysisLib.stats import tests as stats
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    from HCCAnalysisLib.report.reading import EvalRun
 
 
 @dataclass
@@ -19,11 +29,11 @@ class LevelData:
     """Cases (or patients) of one model at one level, aligned arrays."""
 
     level: str         # "case" or "patient"
-    keys: list         # identity per item
+    keys: list[tuple[str, ...]]         # identity per item
     labels: np.ndarray
     predicted: np.ndarray
     probs: np.ndarray
-    patient_ids: list
+    patient_ids: list[str]
 
 
 def _repeat_order(value):
@@ -33,13 +43,14 @@ def _repeat_order(value):
         return (1, 0.0, value)
 
 
-def first_repeat(run):
+def first_repeat(run: EvalRun) -> str:
     """The repeat analysed (the first, in numeric order where repeats are numbers)."""
     return sorted(set(run.repeats.tolist()), key=_repeat_order)[0]
 
 
-def case_level(run):
-    """Rows of the first repeat as LevelData, plus a note on what was used."""
+def case_level(run: EvalRun) -> LevelData:
+    """Rows of the first repeat as LevelData (the CI tables and tests need each case once),
+    plus a note on what was used."""
     repeats = sorted(set(run.repeats.tolist()), key=_repeat_order)
     mask = run.repeats == repeats[0]
     keys = [k for k, m in zip(run.keys(), mask) if m]
@@ -48,13 +59,14 @@ def case_level(run):
                             f"than once", source=run.path / "predictions.tsv",
                             hint="each sample group is tested once per repeat")
     patients = [r["patient_id"] for r, m in zip(run.rows, mask) if m]
-    note = (f"repeat {repeats[0]} of {len(repeats)} repeats ({int(mask.sum())} rows)"
-            if len(repeats) > 1 else f"{int(mask.sum())} rows")
+    note = (f"intervals and pairwise tests on repeat {repeats[0]} of {len(repeats)} repeats "
+            f"({int(mask.sum())} rows; each case once); every repeat in the repeated "
+            f"cross-validation table" if len(repeats) > 1 else f"{int(mask.sum())} rows")
     return LevelData("case", keys, run.labels[mask], run.predicted[mask], run.probs[mask],
                      patients), note
 
 
-def patient_level(data, classes):
+def patient_level(data: LevelData, classes: Sequence[str]) -> tuple[LevelData | None, str]:
     """Aggregate LevelData per patient, or (None, reason) when that is not meaningful."""
     groups = {}
     for i, patient in enumerate(data.patient_ids):
@@ -74,12 +86,12 @@ def patient_level(data, classes):
         f"{len(order)} patients from {len(data.labels)} rows (probabilities summed per patient)")
 
 
-def reported_classes(classes):
+def reported_classes(classes: Sequence[str]) -> list[str]:
     """Binary tasks report the positive (second) class only, as seed 001 Table 2."""
     return classes[1:] if len(classes) == 2 else list(classes)
 
 
-def summarise(data, classes, confidence):
+def summarise(data: LevelData, classes: Sequence[str], confidence: float) -> dict[str, Any]:
     """Per-class metrics, confusion matrices and the Table 4 agreement row of one model."""
     per_class = stats.per_class_metrics(data.labels, data.predicted, data.probs, classes,
                                         confidence)
@@ -106,7 +118,7 @@ def _match(a, b):
     return ia, ib
 
 
-def compare(a, b, classes):
+def compare(a: LevelData, b: LevelData, classes: Sequence[str]) -> dict[str, Any]:
     """Pairwise tests of two models on their common cases: DeLong (AUC) and McNemar."""
     ia, ib = _match(a, b)
     out = {"n_common": int(len(ia)), "classes": []}
@@ -129,13 +141,29 @@ def compare(a, b, classes):
     return out
 
 
-def fold_summary(metrics):
-    """metrics.json "summary" as [(metric, mean, sd)], numbers only."""
-    rows = []
-    for metric, values in (metrics.get("summary") or {}).items():
-        if isinstance(values, dict) and "mean" in values:
-            try:
-                rows.append((str(metric), float(values["mean"]), float(values.get("sd", "nan"))))
-            except (TypeError, ValueError):
-                continue
-    return rows
+def repeat_summary(run: EvalRun) -> dict:
+    """Every repeat of one evaluation: per-repeat metrics and both mean +- SD (issue 12).
+
+    Per repeat: the metrics of its pooled out-of-fold predictions (each case once). Headline:
+    mean +- SD (ddof=1) of those over repeats, as Jia, Zhen and Wang report repeated runs.
+    Beside it: mean +- SD over all folds x repeats, each fold scored on its own test rows
+    (recomputed from predictions.tsv with the same code as `hcc evaluate`).
+    """
+    per_repeat = metrics.repeat_metrics(run.rows, run.classes)
+    folds = {}
+    for row in run.rows:
+        folds.setdefault((str(row["repeat"]), str(row["fold"])), []).append(row)
+    per_fold = []
+    for rows in folds.values():
+        truth = [run.classes.index(r["label"]) for r in rows]
+        probs = np.array([[float(r[f"prob_{c}"]) for c in run.classes] for r in rows])
+        per_fold.append(metrics.fold_metrics(truth, probs, run.classes))
+    out = {"metrics": list(metrics.METRIC_NAMES), "n_folds": len(per_fold),
+           "repeats": [{"repeat": r, **m} for r, m in per_repeat], "over_repeats": {},
+           "over_folds": {}}
+    for name in metrics.METRIC_NAMES:
+        mean, sd, n = metrics.mean_sd([m[name] for _, m in per_repeat])
+        out["over_repeats"][name] = {"mean": mean, "sd": sd, "n": n}
+        mean, sd, n = metrics.mean_sd([m[name] for m in per_fold])
+        out["over_folds"][name] = {"mean": mean, "sd": sd, "n": n}
+    return out

@@ -4,14 +4,21 @@ Works the same in Slicer and with the slicer-core wheel (no `slicer.util.loadVol
 which needs the application). `slicer` is imported inside the functions.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
 from pathlib import Path
 
 from HCCAnalysisLib.data.case import LabelValues, find_case_files, lesions_from_labelmap
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.io.images import read_label_image
 
+if TYPE_CHECKING:
+    import slicer
 
-def standalone_scene():
+
+def standalone_scene() -> slicer.vtkMRMLScene:
     """The application's scene inside Slicer; outside, a scene with the colour logic that
     label maps need (what Slicer's application logic sets up at start-up)."""
     import tempfile
@@ -35,7 +42,7 @@ def standalone_scene():
     return scene
 
 
-def load_volume_node(scene, path, name):
+def load_volume_node(scene: slicer.vtkMRMLScene, path: str | Path, name: str) -> slicer.vtkMRMLScalarVolumeNode:
     """Read an image file into a new scalar volume node through MRML's storage node."""
     if Path(path).is_dir():
         raise HCCInputError("is a DICOM folder: load it in Slicer's DICOM module, or use `hcc batch`", path)
@@ -48,7 +55,7 @@ def load_volume_node(scene, path, name):
     return node
 
 
-def load_segmentation_node(scene, path):
+def load_segmentation_node(scene: slicer.vtkMRMLScene, path: str | Path) -> slicer.vtkMRMLSegmentationNode:
     """A segmentation node from a .seg.nrrd, or from a label map with one segment per lesion.
 
     Label maps are split exactly as `case.load_case` splits them (connected lesion components,
@@ -84,7 +91,8 @@ def load_segmentation_node(scene, path):
     return node
 
 
-def load_case_into_scene(scene, case_dir, phases):
+def load_case_into_scene(scene: slicer.vtkMRMLScene, case_dir: str | Path, phases: Sequence[str]
+                         ) -> tuple[dict[str, slicer.vtkMRMLScalarVolumeNode], slicer.vtkMRMLSegmentationNode]:
     """Volume nodes (phase -> node) and a segmentation node for one case folder."""
     available, segmentation_path = find_case_files(case_dir)
     missing = [p for p in phases if p not in available]
@@ -94,7 +102,7 @@ def load_case_into_scene(scene, case_dir, phases):
     return volumes, load_segmentation_node(scene, segmentation_path)
 
 
-def save_scene(scene, folder, scene_name="scene.mrml"):
+def save_scene(scene: slicer.vtkMRMLScene, folder: str | Path, scene_name: str = "scene.mrml") -> Path:
     """Write every storable node's data into `folder`, then the scene file that refers to them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

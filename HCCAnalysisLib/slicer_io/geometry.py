@@ -9,10 +9,18 @@ is the same on both sides: a (k, j, i) numpy array is ITK's (z, y, x) array.
 `slicer` and `vtk` are imported inside the functions: the library must import without them.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import SimpleITK as sitk
 
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    import slicer
+    from numpy.typing import DTypeLike
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # Only these numpy types have a VTK array type of the same width and sign.
@@ -20,12 +28,12 @@ _VTK_DTYPES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.u
                np.float32, np.float64)
 
 
-def is_a(obj, class_name):
+def is_a(obj: Any, class_name: str) -> bool:
     """True when `obj` is a VTK object of (a subclass of) `class_name`; False for anything else."""
     return hasattr(obj, "IsA") and bool(obj.IsA(class_name))
 
 
-def node_source(node):
+def node_source(node: Any) -> str:
     """How error messages name a node: its class, name and ID."""
     if not hasattr(node, "GetClassName"):
         return f"{type(node).__name__} {node!r:.60}"
@@ -46,7 +54,7 @@ def _numpy_to_matrix(array):
     return matrix
 
 
-def parent_to_world(node):
+def parent_to_world(node: slicer.vtkMRMLTransformableNode) -> np.ndarray:
     """The 4x4 matrix that takes the node's local RAS to world RAS (identity without a transform).
 
     A non-linear parent transform cannot be expressed on a regular grid: it is refused.
@@ -64,7 +72,7 @@ def parent_to_world(node):
     return _matrix_to_numpy(matrix)
 
 
-def ijk_to_world_ras(node):
+def ijk_to_world_ras(node: slicer.vtkMRMLVolumeNode) -> np.ndarray:
     """The node's IJK-to-RAS matrix in world coordinates (its linear parent transform applied)."""
     import vtk
 
@@ -73,7 +81,7 @@ def ijk_to_world_ras(node):
     return parent_to_world(node) @ _matrix_to_numpy(matrix)
 
 
-def geometry_from_ijk_to_ras(ijk_to_ras):
+def geometry_from_ijk_to_ras(ijk_to_ras: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(origin, spacing, direction) in ITK's LPS convention from a 4x4 IJK-to-RAS matrix."""
     ijk_to_lps = RAS_TO_LPS @ np.asarray(ijk_to_ras, dtype=float)
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
@@ -83,7 +91,7 @@ def geometry_from_ijk_to_ras(ijk_to_ras):
     return ijk_to_lps[:3, 3].copy(), spacing, direction
 
 
-def ijk_to_ras_from_image(image):
+def ijk_to_ras_from_image(image: sitk.Image) -> np.ndarray:
     """The 4x4 IJK-to-RAS matrix of a SimpleITK image (the inverse of geometry_from_ijk_to_ras)."""
     direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
     ijk_to_lps = np.eye(4)
@@ -115,7 +123,7 @@ def _image_data_array(node):
     return vtk_to_numpy(image_data.GetPointData().GetScalars()).reshape(shape).copy(), start
 
 
-def volume_node_to_sitk(volume_node, dtype=None):
+def volume_node_to_sitk(volume_node: slicer.vtkMRMLScalarVolumeNode, dtype: DTypeLike | None = None) -> sitk.Image:
     """A SimpleITK image with the voxels and world geometry of a volume node.
 
     `dtype` (e.g. np.float32) casts the voxels; by default their type is kept.
@@ -174,7 +182,8 @@ def _new_volume_node(scene, array, ijk_to_ras, name, labelmap, parent_transform_
     return node
 
 
-def sitk_to_volume_node(image, scene, name=None, labelmap=False):
+def sitk_to_volume_node(image: sitk.Image, scene: slicer.vtkMRMLScene, name: str | None = None,
+                        labelmap: bool = False) -> slicer.vtkMRMLScalarVolumeNode:
     """Add a volume node holding a 3D scalar SimpleITK image, in world coordinates (no transform)."""
     _check_scene(scene)
     if not isinstance(image, sitk.Image) or image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
@@ -182,7 +191,9 @@ def sitk_to_volume_node(image, scene, name=None, labelmap=False):
     return _new_volume_node(scene, sitk.GetArrayFromImage(image), ijk_to_ras_from_image(image), name, labelmap)
 
 
-def labelmap_to_volume_node(array_or_sitk_image, reference, scene, name, labelmap=None):
+def labelmap_to_volume_node(array_or_sitk_image: np.ndarray | sitk.Image,
+                            reference: slicer.vtkMRMLVolumeNode | sitk.Image | None, scene: slicer.vtkMRMLScene,
+                            name: str, labelmap: bool | None = None) -> slicer.vtkMRMLScalarVolumeNode:
     """Show a computed map (label map, saliency map) as a volume node.
 
     A SimpleITK image keeps its own geometry. A (z, y, x) numpy array takes the geometry of

@@ -12,6 +12,10 @@ Typical use (in Slicer or with slicer-core)::
     table_node = prediction_to_table(prediction, scene)
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -20,6 +24,9 @@ from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.slicer_io.geometry import (is_a, labelmap_to_volume_node, node_source, parent_to_world, sitk_to_volume_node,
                                  volume_node_to_sitk)
 from HCCAnalysisLib.slicer_io.table import prediction_to_table
+
+if TYPE_CHECKING:
+    import slicer
 
 __all__ = ["case_from_nodes", "prediction_to_table", "labelmap_to_volume_node", "sitk_to_volume_node",
            "volume_node_to_sitk", "segment_masks"]
@@ -76,7 +83,8 @@ def _check_segmentation(segmentation_node, reference_volume):
     return scene
 
 
-def segment_masks(segmentation_node, segment_ids, reference_volume=None):
+def segment_masks(segmentation_node: slicer.vtkMRMLSegmentationNode, segment_ids: Sequence[str],
+                  reference_volume: slicer.vtkMRMLVolumeNode | None = None) -> dict[str, sitk.Image]:
     """Each segment as a uint8 0/1 SimpleITK mask on one grid (the segmentation's or the reference's).
 
     Exported one segment at a time with ExportSegmentsToLabelmapNode, because segments may
@@ -132,8 +140,11 @@ def _select_segments(segmentation_node, segment_ids, liver_names):
     return lesion_ids, liver_ids, names
 
 
-def case_from_nodes(volume_nodes, segmentation_node, segment_ids=None, case_id="case", patient_id=None,
-                    fields=None, liver_segment_names=LIVER_SEGMENT_NAMES, reference_volume=None):
+def case_from_nodes(volume_nodes: Mapping[str, slicer.vtkMRMLScalarVolumeNode],
+                    segmentation_node: slicer.vtkMRMLSegmentationNode, segment_ids: Sequence[str] | None = None,
+                    case_id: str = "case", patient_id: str | None = None, fields: dict[str, Any] | None = None,
+                    liver_segment_names: Sequence[str] = LIVER_SEGMENT_NAMES,
+                    reference_volume: slicer.vtkMRMLVolumeNode | None = None) -> Case:
     """A Case from phase volume nodes and a segmentation node: the MRML twin of `case.load_case`.
 
     Each selected segment (default: every segment not named like the liver) is one lesion,

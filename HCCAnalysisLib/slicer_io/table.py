@@ -6,11 +6,18 @@ puts the segment first. Human titles, units and descriptions go into the table's
 which Slicer shows as header text and tooltips and saves beside the TSV.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
 import math
 
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.data.prediction import Prediction
 from HCCAnalysisLib.slicer_io.geometry import is_a, node_source
+
+if TYPE_CHECKING:
+    import slicer
 
 STRING, DOUBLE, INT = "string", "double", "int"
 
@@ -26,7 +33,8 @@ _FIXED_COLUMNS = {
 }
 
 
-def column_info(prediction, overrides=None):
+def column_info(prediction: Prediction, overrides: Mapping[str, Mapping[str, str]] | None = None
+                ) -> list[tuple[str, str, str, str, str]]:
     """The ordered columns of the table: (name, type, title, unit, description) per column.
 
     `overrides` maps a column name to a dict with any of 'title', 'unit', 'description', e.g.
@@ -104,7 +112,10 @@ def _described_columns(node):
     return [] if names is None else [names.GetValue(i) for i in range(names.GetNumberOfValues())]
 
 
-def prediction_to_table(prediction, scene, table_node=None, name=None, column_info_overrides=None):
+def prediction_to_table(prediction: Prediction, scene: slicer.vtkMRMLScene,
+                        table_node: slicer.vtkMRMLTableNode | None = None, name: str | None = None,
+                        column_info_overrides: Mapping[str, Mapping[str, str]] | None = None
+                        ) -> slicer.vtkMRMLTableNode:
     """Write a Prediction into a table node (a new one, or `table_node` replaced), one row per lesion.
 
     Returns the table node. The table's attributes record the task, model and classes.

@@ -4,14 +4,21 @@ Each check turns user data into a clean numpy array or raises HCCInputError nami
 the argument, so a bad call from the Slicer console says what to fix.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sized
+
 import math
 
 import numpy as np
 
 from HCCAnalysisLib.errors import HCCInputError
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
-def check_confidence(confidence):
+
+def check_confidence(confidence: Any) -> float:
     """Return `confidence` as a float strictly between 0 and 1."""
     try:
         value = float(confidence)
@@ -23,7 +30,7 @@ def check_confidence(confidence):
     return value
 
 
-def as_vector(values, name):
+def as_vector(values: ArrayLike, name: str) -> np.ndarray:
     """Return a non-empty 1-D numpy array (any dtype) from a list, tuple or array."""
     if values is None:
         raise HCCInputError("no values given", source=name)
@@ -35,7 +42,7 @@ def as_vector(values, name):
     return array
 
 
-def same_length(**arrays):
+def same_length(**arrays: Sized) -> None:
     """Raise unless every named array has the same length."""
     lengths = {name: len(a) for name, a in arrays.items()}
     if len(set(lengths.values())) > 1:
@@ -44,7 +51,7 @@ def same_length(**arrays):
                             hint="pass one value per case, in the same order")
 
 
-def as_scores(values, name):
+def as_scores(values: ArrayLike, name: str) -> np.ndarray:
     """Return finite float scores (no NaN, no infinity)."""
     array = as_vector(values, name)
     try:
@@ -60,7 +67,7 @@ def as_scores(values, name):
     return array
 
 
-def as_binary_labels(values, name="y_true"):
+def as_binary_labels(values: ArrayLike, name: str = "y_true") -> np.ndarray:
     """Return labels as an int array of 0/1 (1 = positive); both classes must be present."""
     array = as_vector(values, name)
     try:
@@ -82,7 +89,7 @@ def as_binary_labels(values, name="y_true"):
     return labels
 
 
-def as_count(value, name):
+def as_count(value: Any, name: str) -> int:
     """Return a non-negative integer count."""
     try:
         as_float = float(value)
@@ -93,7 +100,7 @@ def as_count(value, name):
     return int(as_float)
 
 
-def as_class_labels(values, name):
+def as_class_labels(values: ArrayLike, name: str) -> np.ndarray:
     """Return class labels as an array of strings (so 1 and "1" compare equal)."""
     array = as_vector(values, name)
     if array.dtype.kind == "f":

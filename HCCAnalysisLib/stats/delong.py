@@ -17,6 +17,10 @@ None of scipy, statsmodels or scikit-learn has DeLong; this is tested against
 R's pROC (Testing/reference/delong_pROC.R).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +28,9 @@ from scipy.stats import norm, rankdata
 
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.stats.checks import as_binary_labels, as_scores, check_confidence, same_length
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ def _structural_components(labels, score_rows):
     return aucs, v10, v01
 
 
-def delong_covariance(y_true, *score_sets):
+def delong_covariance(y_true: ArrayLike, *score_sets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Return (aucs, covariance matrix) of the AUCs of several score sets on the same cases."""
     labels = as_binary_labels(y_true)
     rows = []
@@ -74,7 +81,7 @@ def delong_covariance(y_true, *score_sets):
     return aucs, cov
 
 
-def delong_ci(y_true, scores, confidence=0.95):
+def delong_ci(y_true: ArrayLike, scores: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float]:
     """Return (auc, low, high): the empirical AUC and its DeLong Wald interval.
 
     `y_true` holds 0/1 labels (1 = positive) and `scores` higher-means-positive values.
@@ -87,7 +94,7 @@ def delong_ci(y_true, scores, confidence=0.95):
     return auc, float(max(0.0, auc - half)), float(min(1.0, auc + half))
 
 
-def delong_test(y_true, scores_a, scores_b):
+def delong_test(y_true: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike) -> DeLongResult:
     """Compare two correlated AUCs (two models scored on the same cases): DeLongResult.
 
     z = (AUC_a - AUC_b) / sqrt(var_a + var_b - 2 cov); the p-value is two-sided.

@@ -14,6 +14,10 @@ Public API (usable from the Slicer Python console):
 statsmodels provides the interval, McNemar and kappa; only DeLong is written here.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
 import numpy as np
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.inter_rater import cohens_kappa
@@ -23,8 +27,11 @@ from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.stats.checks import as_class_labels, as_count, as_scores, check_confidence, same_length
 from HCCAnalysisLib.stats.delong import DeLongResult, delong_ci, delong_covariance, delong_test  # noqa: F401
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
-def clopper_pearson(successes, n, confidence=0.95):
+
+def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Return the exact (Clopper-Pearson) interval (low, high) of a binomial proportion."""
     confidence = check_confidence(confidence)
     successes, n = as_count(successes, "successes"), as_count(n, "n")
@@ -47,7 +54,7 @@ def _paired_labels(y_true, pred_a, pred_b):
     return truth, a, b
 
 
-def mcnemar_exact(y_true, pred_a, pred_b):
+def mcnemar_exact(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike) -> float:
     """Return the two-sided exact McNemar p-value comparing two classifiers on the same cases.
 
     Each case is scored correct or wrong for each classifier; the test uses the
@@ -65,7 +72,8 @@ def mcnemar_exact(y_true, pred_a, pred_b):
     return float(mcnemar(table, exact=True).pvalue)
 
 
-def mcnemar_sensitivity_specificity(y_true, pred_a, pred_b, positive):
+def mcnemar_sensitivity_specificity(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike, positive: Any
+                                    ) -> tuple[float, float]:
     """Return (p for sensitivity, p for specificity) of class `positive` against the rest.
 
     Sensitivity: positive cases, correct = predicted `positive`.
@@ -87,7 +95,7 @@ def mcnemar_sensitivity_specificity(y_true, pred_a, pred_b, positive):
     return tuple(out)
 
 
-def confusion_matrices(y_true, y_pred, classes):
+def confusion_matrices(y_true: ArrayLike, y_pred: ArrayLike, classes: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Return (counts, row_normalised): rows = true class, columns = predicted, in `classes` order.
 
     Rows of classes with no true case are NaN in the normalised matrix.
@@ -112,7 +120,8 @@ def confusion_matrices(y_true, y_pred, classes):
     return counts, normalised
 
 
-def cohen_kappa(y_true, y_pred, classes=None):
+def cohen_kappa(y_true: ArrayLike, y_pred: ArrayLike, classes: Sequence[Any] | None = None
+                ) -> tuple[float, float, float]:
     """Return (kappa, z, p_value) of the agreement between predictions and the truth.
 
     z = kappa / SE0, with SE0 the standard error under the null of chance agreement
@@ -146,7 +155,8 @@ def _proportion(successes, n, confidence):
     return {"value": successes / n, "low": low, "high": high, "k": int(successes), "n": int(n)}
 
 
-def agreement(y_true, y_pred, classes, confidence=0.95):
+def agreement(y_true: ArrayLike, y_pred: ArrayLike, classes: Sequence[Any], confidence: float = 0.95
+              ) -> dict[str, Any]:
     """Return the seed 001 Table 4 row: accuracy (Clopper-Pearson CI), kappa, z and p."""
     truth = as_class_labels(y_true, "y_true")
     pred = as_class_labels(y_pred, "y_pred")
@@ -156,7 +166,8 @@ def agreement(y_true, y_pred, classes, confidence=0.95):
     return {"accuracy": accuracy, "kappa": kappa, "z": z, "p_value": p, "n": int(truth.size)}
 
 
-def per_class_metrics(y_true, y_pred, probabilities, classes, confidence=0.95):
+def per_class_metrics(y_true: ArrayLike, y_pred: ArrayLike, probabilities: ArrayLike, classes: Sequence[Any],
+                      confidence: float = 0.95) -> list[dict[str, Any]]:
     """Return one dict per class: one-vs-rest counts, sensitivity, specificity, accuracy, AUC.
 
     `probabilities` is N x K in `classes` order (the class's probability is its ROC score).
@@ -194,7 +205,7 @@ def per_class_metrics(y_true, y_pred, probabilities, classes, confidence=0.95):
     return rows
 
 
-def auc_covariance(y_true, *score_sets):
+def auc_covariance(y_true: ArrayLike, *score_sets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Return (aucs, covariance) of several correlated AUCs (DeLong); see stats_delong."""
     return delong_covariance(y_true, *score_sets)
 

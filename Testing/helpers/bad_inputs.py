@@ -1,4 +1,4 @@
-"""Builders of bad inputs for the Testing/test_bad_inputs_*.py catalogue, and the checks they share.
+"""Builders of bad inputs for the Testing/bad_inputs/test_bad_inputs_*.py catalogue, and the checks they share.
 
 Every builder starts from the bundled real sample data (SampleData/) and changes one thing.
 The checks say what a refusal must look like: an HCCInputError (or `hcc` exit code 2 with

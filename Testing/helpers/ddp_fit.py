@@ -1,7 +1,7 @@
 """Train jia2019-hcc-vs-background briefly on the demo cohort and save the weights.
 
 Run plainly (one process) or under `torchrun --nproc_per_node N`; the test compares both.
-Usage: ddp_fit.py OUT.safetensors
+Usage: ddp_fit.py OUT.safetensors sgd|adam
 """
 
 import sys

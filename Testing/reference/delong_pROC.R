@@ -1,4 +1,4 @@
-# Reference numbers for Testing/test_stats.py: DeLong AUC variance, interval and paired
+# Reference numbers for Testing/stats/test_stats.py: DeLong AUC variance, interval and paired
 # test from R's pROC (Debian package r-cran-proc, 1.18.0), on the real HCC cohort in
 # asaur_hepatoCellular.csv (scores are raw clinical columns, so ties are heavy).
 # Run once from this folder:  Rscript delong_pROC.R > delong_pROC.csv

@@ -1,5 +1,9 @@
 """The Jia 2019 sampler: lesion and background liver ROIs fused from the chosen sequences, x6 augmentation."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Sequence
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -7,6 +11,10 @@ from HCCAnalysisLib.data.preprocess import (bounding_box, crop_2d, fused_volumes
                                             resize_channels, square_box, time_signal_curve)
 from HCCAnalysisLib.data.samples import Placement, Sample
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    from HCCAnalysisLib.data.case import Case
+    from HCCAnalysisLib.methods.task import Task
 
 
 def _crop_sample(volumes, z, box, size):
@@ -49,7 +57,8 @@ def _background_boxes(case, lesion_box, count, rng, min_liver_fraction=0.7, trie
     return boxes
 
 
-def jia2019_sampler(case, task, phases, target_of, rng, training):
+def jia2019_sampler(case: Case, task: Task, phases: Sequence[str], target_of: Callable[[str], int],
+                    rng: np.random.Generator, training: bool) -> list[Sample]:
     """Lesion ROIs (and background liver ROIs) fused from the chosen phases, Jia 2019 section 4.
 
     Each lesion gives `slices_per_lesion` axial slices around its largest cross-section,

@@ -20,6 +20,10 @@
   packaged model gives patch-vote proportions, this function gives the SVM stage.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +38,14 @@ from HCCAnalysisLib.methods.liang2018.label_map_svm import NO_PATCH, LabelMapSVM
 from HCCAnalysisLib.data.prediction import Prediction
 from HCCAnalysisLib.methods.liang2018.sampler import lesion_patch_sets, samples_of_lesion
 
+if TYPE_CHECKING:
+    import slicer
+
+    from HCCAnalysisLib.data.case import Case
+    from HCCAnalysisLib.data.cohort import Cohort
+    from HCCAnalysisLib.methods.task import Task
+    from HCCAnalysisLib.models.package import LoadedModel
+
 VOTE_PREFIX = "vote_"
 
 
@@ -47,28 +59,29 @@ class LesionVotes:
     lesion_name: str
     centres: np.ndarray
     probabilities: np.ndarray  # n x K
-    shape: tuple  # the segmentation grid (z, y, x)
+    shape: tuple[int, int, int]  # the segmentation grid (z, y, x)
 
     @property
-    def predicted(self):
+    def predicted(self) -> np.ndarray:
         return self.probabilities.argmax(axis=1)
 
-    def label_map(self):
+    def label_map(self) -> np.ndarray:
         """Eq. 7's per-lesion label map: class index at each patch centre, NO_PATCH (-1) elsewhere."""
         return label_map(self.centres, self.predicted, self.shape)
 
-    def proportions(self):
+    def proportions(self) -> np.ndarray:
         """Eq. 8: beta_j, the share of the label map's pixels predicted as class j."""
         return class_proportions(self.label_map(), self.probabilities.shape[1])
 
 
 def _check_task(task):
-    if task.sampler != "liang2018":
+    if not task.label_map:
         raise HCCInputError(f"task {task.name} does not classify lesion patches; label maps of patch votes are "
                             "made for the Liang 2018 tasks")
 
 
-def votes_from_net(net, task, case, phases, device="cpu", samples_out=None):
+def votes_from_net(net: torch.nn.Module, task: Task, case: Case, phases: Sequence[str], device: str = "cpu",
+                   samples_out: list | None = None) -> list[LesionVotes]:
     """LesionVotes of every lesion of `case`, from a net of `task` (test-time sampling, pace 1)."""
     _check_task(task)
     phases = task.check_phases(phases, case.source)
@@ -84,13 +97,15 @@ def votes_from_net(net, task, case, phases, device="cpu", samples_out=None):
     return out
 
 
-def lesion_votes(model, case, phases=None, device="cpu"):
+def lesion_votes(model: LoadedModel, case: Case, phases: Sequence[str] | None = None, device: str = "cpu"
+                 ) -> list[LesionVotes]:
     """LesionVotes of every lesion of `case` from a loaded model package (models.load_model)."""
     model.net.to(torch.device(device))
     return votes_from_net(model.net, model.task, case, phases or model.card["phases"], device)
 
 
-def predict_with_votes(model, case, phases=None, device="cpu"):
+def predict_with_votes(model: LoadedModel, case: Case, phases: Sequence[str] | None = None, device: str = "cpu"
+                       ) -> tuple[Prediction, list[LesionVotes]]:
     """(Prediction, [LesionVotes]): the `hcc predict` rows plus `vote_<class>` proportions per lesion."""
     phases = list(phases or model.card["phases"])
     if phases != list(model.card["phases"]):
@@ -108,7 +123,7 @@ def predict_with_votes(model, case, phases=None, device="cpu"):
     return Prediction(model.task.name, model.name, classes, rows), votes
 
 
-def label_map_array(votes, shape=None):
+def label_map_array(votes: Sequence[LesionVotes], shape: Sequence[int] | None = None) -> np.ndarray:
     """One (z, y, x) uint8 map of all lesions: 0 = no patch, k + 1 = a patch centre predicted as class k."""
     if not votes and shape is None:
         raise HCCInputError("no lesion votes to draw")
@@ -124,7 +139,7 @@ def label_map_array(votes, shape=None):
     return out
 
 
-def label_map_image(case, votes):
+def label_map_image(case: Case, votes: Sequence[LesionVotes]) -> sitk.Image:
     """The label map as a SimpleITK image with the geometry of the case's segmentation."""
     image = sitk.GetImageFromArray(label_map_array(votes, case.segmentation.GetSize()[::-1]))
     image.CopyInformation(case.segmentation)
@@ -136,7 +151,8 @@ CLASS_COLOURS = ((0.90, 0.80, 0.20), (0.20, 0.70, 0.30), (0.85, 0.20, 0.20), (0.
                  (0.70, 0.30, 0.80), (0.95, 0.55, 0.10))
 
 
-def class_colour_node(scene, classes, name="Patch vote classes"):
+def class_colour_node(scene: slicer.vtkMRMLScene, classes: Sequence[str], name: str = "Patch vote classes"
+                      ) -> slicer.vtkMRMLColorTableNode:
     """A colour table node: 0 = no patch (transparent), k + 1 = class k, named after the classes."""
     import slicer
 
@@ -153,7 +169,9 @@ def class_colour_node(scene, classes, name="Patch vote classes"):
     return node
 
 
-def label_map_to_node(case, votes, classes, scene, reference=None, name="patch votes"):
+def label_map_to_node(case: Case, votes: Sequence[LesionVotes], classes: Sequence[str], scene: slicer.vtkMRMLScene,
+                      reference: slicer.vtkMRMLVolumeNode | None = None, name: str = "patch votes"
+                      ) -> slicer.vtkMRMLLabelMapVolumeNode:
     """A label map volume node of the patch votes on the case's segmentation grid.
 
     `reference` (optional) is a volume node on exactly that grid, whose parent transform the
@@ -184,8 +202,9 @@ def _lesion_features(net, task, records, phases, device):
     return np.array(features), np.array(labels), np.array(groups), keys
 
 
-def label_map_svm_cross_validate(task, cohort, phases, out_dir=None, folds=5, seed=0, epochs=None,
-                                 validation_folds=3, device="cpu", log=print):
+def label_map_svm_cross_validate(task: Task, cohort: Cohort, phases: Sequence[str], out_dir: str | Path | None = None,
+                                 folds: int = 5, seed: int = 0, epochs: int | None = None, validation_folds: int = 3,
+                                 device: str = "cpu", log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Patient-level K-fold CV of the whole Liang pipeline: patch net -> label maps -> SVM per lesion.
 
     In each fold, one of `validation_folds` patient-level splits of the training patients is

@@ -14,6 +14,10 @@ Patient-level splits: rows are grouped by patient; no patient may sit in both th
 training and the validation split, and the fallback cross-validation is group-aware.
 """
 
+from __future__ import annotations
+
+from typing import Any, Sequence
+
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GridSearchCV, PredefinedSplit, StratifiedGroupKFold, StratifiedKFold
@@ -28,7 +32,7 @@ DEFAULT_GRID = [
 ]
 
 
-def label_map(centres, predicted, shape):
+def label_map(centres: np.ndarray, predicted: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """An int array of `shape`: each patch centre holds its predicted class, elsewhere NO_PATCH (-1)."""
     centres = np.asarray(centres, dtype=np.int64)
     predicted = np.asarray(predicted, dtype=np.int64)
@@ -44,7 +48,7 @@ def label_map(centres, predicted, shape):
     return out
 
 
-def class_proportions(lesion_label_map, num_classes):
+def class_proportions(lesion_label_map: np.ndarray, num_classes: int) -> np.ndarray:
     """Eq. 7-8: (beta_0, ..., beta_{K-1}), the share of the label map's pixels predicted as each class."""
     labels = np.asarray(lesion_label_map)
     labels = labels[labels != NO_PATCH]
@@ -55,7 +59,8 @@ def class_proportions(lesion_label_map, num_classes):
     return np.bincount(labels.astype(np.int64), minlength=num_classes) / labels.size
 
 
-def lesion_features(centres, predicted, shape, num_classes):
+def lesion_features(centres: np.ndarray, predicted: np.ndarray, shape: Sequence[int], num_classes: int
+                    ) -> np.ndarray:
     """Label map of one lesion's patch predictions, then its eq. 7-8 feature vector."""
     return class_proportions(label_map(centres, predicted, shape), num_classes)
 
@@ -71,13 +76,15 @@ def _check_groups(groups, validation):
 class LabelMapSVM:
     """SVC on class-proportion features, tuned by grid search on a patient-level validation split."""
 
-    def __init__(self, num_classes, param_grid=None, n_splits=3, seed=0):
+    def __init__(self, num_classes: int, param_grid: list[dict[str, list]] | None = None, n_splits: int = 3,
+                 seed: int = 0) -> None:
         self.num_classes, self.n_splits, self.seed = num_classes, n_splits, seed
         self.param_grid = DEFAULT_GRID if param_grid is None else param_grid
         self.search = None
         self.model = None
 
-    def fit(self, features, labels, groups, validation=None):
+    def fit(self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray, validation: np.ndarray | None = None
+            ) -> LabelMapSVM:
         """features: n x K proportions; labels: n classes; groups: n patient ids; validation: n bools or None.
 
         With `validation`, parameters are chosen on those rows (PredefinedSplit); without,
@@ -114,10 +121,10 @@ class LabelMapSVM:
         return self
 
     @property
-    def best_params(self):
+    def best_params(self) -> dict[str, Any] | None:
         return None if self.search is None else self.search.best_params_
 
-    def predict_proba(self, features):
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """n x num_classes probabilities (classes absent from training get 0)."""
         if self.model is None:
             raise HCCInputError("the label-map SVM has not been fitted")
@@ -126,5 +133,5 @@ class LabelMapSVM:
         out[:, self.model.classes_] = proba
         return out
 
-    def predict(self, features):
+    def predict(self, features: np.ndarray) -> np.ndarray:
         return self.predict_proba(features).argmax(axis=1)

@@ -14,6 +14,10 @@ is clipped to an abdominal CT window (W400 / L40, i.e. -160..240 HU) and mapped 
 0..1; pass `window=None` when the caller has already normalised the phases.
 """
 
+from __future__ import annotations
+
+from typing import Sequence
+
 import math
 from dataclasses import dataclass
 
@@ -30,7 +34,7 @@ GLOBAL_SIZE = 128  # lesion ROI resized to 128 x 128, section 2.1
 CT_WINDOW = (-160.0, 240.0)
 
 
-def pace(width, height, epsilon=EPSILON):
+def pace(width: int, height: int, epsilon: float = EPSILON) -> int:
     """Eq. 1: floor(sqrt(w * h / epsilon)) when w * h > epsilon, else 1."""
     if width < 1 or height < 1 or epsilon <= 0:
         raise HCCInputError(f"pace needs a positive ROI size and epsilon, got w={width}, h={height}, "
@@ -42,7 +46,7 @@ def pace(width, height, epsilon=EPSILON):
     return max(1, math.isqrt(int(area // epsilon)))
 
 
-def roi_box(mask2d):
+def roi_box(mask2d: np.ndarray) -> tuple[int, int, int, int]:
     """Bounding box (y0, y1, x0, x1), end-exclusive, of the nonzero pixels of a 2D mask."""
     ys, xs = np.nonzero(mask2d)
     if len(ys) == 0:
@@ -50,7 +54,7 @@ def roi_box(mask2d):
     return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
 
 
-def patch_centres(mask2d, step):
+def patch_centres(mask2d: np.ndarray, step: int) -> np.ndarray:
     """Centres (y, x) of the patches on one slice: a grid of `step` inside the box, on the lesion.
 
     The grid starts at the box's top-left corner; only grid points on lesion pixels are
@@ -62,7 +66,7 @@ def patch_centres(mask2d, step):
     return np.stack([ys[keep], xs[keep]], axis=1).astype(np.int64)
 
 
-def extract_patches(plane, centres, size=PATCH_SIZE):
+def extract_patches(plane: np.ndarray, centres: np.ndarray, size: int = PATCH_SIZE) -> np.ndarray:
     """size x size patches of a 2D plane around each (y, x) centre; edges padded by replication."""
     half = size // 2
     padded = np.pad(plane, half, mode="edge")
@@ -71,7 +75,7 @@ def extract_patches(plane, centres, size=PATCH_SIZE):
     return windows[centres[:, 0], centres[:, 1]].astype(np.float32)
 
 
-def resize_stack(images, size):
+def resize_stack(images: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of N x H x W to N x size x size (antialiased when shrinking)."""
     tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
     shrink = tensor.shape[-1] > size or tensor.shape[-2] > size
@@ -79,7 +83,7 @@ def resize_stack(images, size):
     return out[:, 0].numpy()
 
 
-def window_intensity(volume, window):
+def window_intensity(volume: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
     """Clip to the (low, high) window and map to 0..1; None leaves the values unchanged."""
     if window is None:
         return volume.astype(np.float32, copy=False)
@@ -104,13 +108,13 @@ class LesionPatches:
     slice_of_patch: np.ndarray
     centres: np.ndarray
     paces: np.ndarray
-    mask_shape: tuple
+    mask_shape: tuple[int, int, int]
     local_size: int = LOCAL_SIZE
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.centres)
 
-    def inputs(self, indices=None):
+    def inputs(self, indices: Sequence[int] | np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Batched net inputs {"local": k x P x 1 x 64 x 64, "global_roi": k x P x 1 x 128 x 128}."""
         idx = np.arange(len(self)) if indices is None else np.asarray(indices)
         raw = self.raw_local[idx]
@@ -119,7 +123,7 @@ class LesionPatches:
         local = local.reshape(k, phases, 1, self.local_size, self.local_size)
         return {"local": local, "global_roi": self.global_roi[self.slice_of_patch[idx]]}
 
-    def samples(self):
+    def samples(self) -> list[dict[str, np.ndarray]]:
         """One inputs dict per patch; patches of one slice share (not copy) their global ROI array."""
         local = self.inputs()["local"]
         return [{"local": local[i], "global_roi": self.global_roi[self.slice_of_patch[i]]}
@@ -157,8 +161,9 @@ def _chosen_slices(mask, slices):
     raise HCCInputError(f"unknown slice choice '{slices}'", hint="use 'largest' or 'all'")
 
 
-def sample_lesion_patches(volumes, mask, training, epsilon=EPSILON, patch_size=PATCH_SIZE,
-                          local_size=LOCAL_SIZE, global_size=GLOBAL_SIZE, window=CT_WINDOW, slices="largest"):
+def sample_lesion_patches(volumes: Sequence[np.ndarray], mask: np.ndarray, training: bool, epsilon: float = EPSILON,
+                          patch_size: int = PATCH_SIZE, local_size: int = LOCAL_SIZE, global_size: int = GLOBAL_SIZE,
+                          window: tuple[float, float] | None = CT_WINDOW, slices: str = "largest") -> LesionPatches:
     """Sample one lesion: local patches (pace of eq. 1 when training, 1 at test) and global ROIs.
 
     volumes: one 2D or 3D (z, y, x) array per phase, in phase order (NC, ART, PV), all on

@@ -16,14 +16,25 @@ Task options (`task.sampler_kwargs`, all optional, paper values by default): `ep
 or None), `slices` ("largest" or "all").
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.methods.liang2018.patches import CT_WINDOW, EPSILON, GLOBAL_SIZE, LOCAL_SIZE, PATCH_SIZE, sample_lesion_patches
 from HCCAnalysisLib.data.samples import Sample
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from HCCAnalysisLib.data.case import Case, Lesion
+    from HCCAnalysisLib.methods.liang2018.patches import LesionPatches
+    from HCCAnalysisLib.methods.task import Task
+
 LESION_KIND = "lesion"
 
 
-def patch_options(task):
+def patch_options(task: Task) -> dict[str, Any]:
     """The patch-sampling keyword arguments of a task, paper values where the task says nothing."""
     options = dict(task.sampler_kwargs)
     window = options.get("window", CT_WINDOW)
@@ -32,7 +43,8 @@ def patch_options(task):
             "window": None if window is None else tuple(window), "slices": options.get("slices", "largest")}
 
 
-def lesion_patch_sets(case, task, phases, training):
+def lesion_patch_sets(case: Case, task: Task, phases: Sequence[str], training: bool
+                      ) -> list[tuple[Lesion, LesionPatches]]:
     """[(lesion, patches.LesionPatches)] for every lesion of the case, phases in the given order."""
     if not case.lesions:
         raise HCCInputError("has no lesion to sample patches from", case.source)
@@ -48,13 +60,14 @@ def lesion_patch_sets(case, task, phases, training):
     return out
 
 
-def samples_of_lesion(case, lesion, patches, target):
+def samples_of_lesion(case: Case, lesion: Lesion, patches: LesionPatches, target: int) -> list[Sample]:
     """One Sample per patch of one lesion, all with the lesion's class."""
     return [Sample(inputs, target, case.case_id, case.patient_id, lesion.lesion_id, lesion.name, LESION_KIND)
             for inputs in patches.samples()]
 
 
-def liang2018_sampler(case, task, phases, target_of, rng, training):
+def liang2018_sampler(case: Case, task: Task, phases: Sequence[str], target_of: Callable[[str], int],
+                      rng: np.random.Generator, training: bool) -> list[Sample]:
     """Liang 2018 section 2.1: patches (pace rule when training, pace 1 otherwise) + global ROIs."""
     target = target_of(LESION_KIND)
     samples = []

@@ -36,6 +36,7 @@ LIANG = Task(
     loss_kwargs={"lam": 0.1, "alpha": 0.2},
     training=LIANG_TRAINING,
     vote_extras=True,  # vote_<class>: the label map's class proportions (eq. 7-8)
+    label_map=True,
 )
 
 NO_CENTRE = {"lam": 0.1, "alpha": 0.2, "use_centre": False}

@@ -12,21 +12,32 @@ can never disagree. Task options (`task.sampler_kwargs`): `edge` ("pad", "drop" 
 (mean per colour channel, default True).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.data.samples import Sample
 from HCCAnalysisLib.methods.meng2019.tiles import tile_samples
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from HCCAnalysisLib.data.microscopy_case import MicroscopyCase
+    from HCCAnalysisLib.methods.task import Task
 
 IMAGE_ID = "image"
 IMAGE_KIND = "image"
 
 
-def tile_options(task):
+def tile_options(task: Task) -> dict[str, Any]:
     options = task.sampler_kwargs
     return {"tile_size": int(task.net_kwargs.get("tile_size", 512)), "edge": options.get("edge", "pad"),
             "per_channel": bool(options.get("per_channel", True))}
 
 
-def meng2019_sampler(case, task, phases, target_of, rng, training):
+def meng2019_sampler(case: MicroscopyCase, task: Task, phases: Sequence[str], target_of: Callable[[str], int],
+                     rng: np.random.Generator, training: bool) -> list[Sample]:
     """Tiles of the case's microscopy image (training and prediction alike)."""
     image = getattr(case, "image", None)
     if image is None:

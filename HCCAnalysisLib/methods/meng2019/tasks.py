@@ -29,6 +29,7 @@ MENG = Task(
     loss="squared_error",
     training=MENG_TRAINING,
     loader="microscopy",
+    needs_segmentation=False,
 )
 
 TASKS = {

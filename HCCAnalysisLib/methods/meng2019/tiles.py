@@ -15,6 +15,10 @@
 - Whole-image prediction: the mean (or majority vote) of its tiles' class probabilities.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    import slicer
 
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs")
@@ -65,7 +72,7 @@ def _series_axes_to_hwc(data, axes, source):
     return np.transpose(data, order)
 
 
-def pyramid_level(level_widths, downsample):
+def pyramid_level(level_widths: Sequence[int], downsample: float) -> int:
     """Index of the level whose downsampling (base width / level width) is closest in log scale."""
     if downsample <= 0:
         raise HCCInputError(f"downsample must be positive, got {downsample}")
@@ -92,7 +99,7 @@ def _read_tiff(path, downsample, level):
         return _series_axes_to_hwc(data, chosen.axes, path)
 
 
-def read_microscopy_image(path, downsample=1.0, level=None):
+def read_microscopy_image(path: str | Path, downsample: float = 1.0, level: int | None = None) -> np.ndarray:
     """A microscopy image as H x W x C (C = 1 or 3), pixel type kept (uint8, uint16, float).
 
     For pyramidal TIFF / SVS the level closest to `downsample` (1 = full resolution) is
@@ -115,7 +122,7 @@ def read_microscopy_image(path, downsample=1.0, level=None):
     return _as_hwc(data, path)
 
 
-def image_from_array(array, source="image"):
+def image_from_array(array: np.ndarray, source: str = "image") -> np.ndarray:
     """H x W x C from an H x W, H x W x C or 1 x H x W x C array (a one-slice vector volume's array)."""
     array = np.asarray(array)
     if array.ndim == 4:
@@ -126,7 +133,7 @@ def image_from_array(array, source="image"):
     return _as_hwc(array, source)
 
 
-def image_from_vector_volume_node(node):
+def image_from_vector_volume_node(node: slicer.vtkMRMLVolumeNode) -> np.ndarray:
     """The pixels of a Slicer (vector / scalar) volume node with one slice, as H x W x C.
 
     Rows are in the order of the node's image data (as `slicer.util.arrayFromVolume`).
@@ -148,13 +155,13 @@ def image_from_vector_volume_node(node):
 class TileGrid:
     """Where the tiles of one image came from: origins (row, col) of each tile, in order."""
 
-    image_shape: tuple  # (H, W, C) of the original image
+    image_shape: tuple[int, int, int]  # (H, W, C) of the original image
     tile_size: int
     edge: str
-    origins: tuple  # ((row, col), ...)
+    origins: tuple[tuple[int, int], ...]  # ((row, col), ...)
 
     @property
-    def covered_shape(self):
+    def covered_shape(self) -> tuple[int, int, int]:
         """Shape of the reassembled image: the original for "pad", the whole tiles for "drop"."""
         h, w, c = self.image_shape
         if self.edge == "drop":
@@ -162,7 +169,8 @@ class TileGrid:
         return (h, w, c)
 
 
-def cut_tiles(image, tile_size=512, edge="pad", pad_mode="reflect"):
+def cut_tiles(image: np.ndarray, tile_size: int = 512, edge: str = "pad", pad_mode: str = "reflect"
+              ) -> tuple[np.ndarray, TileGrid]:
     """Cut H x W x C into N x tile x tile x C tiles in row-major order, plus their TileGrid."""
     image = _as_hwc(image, "image")
     if edge not in EDGE_POLICIES:
@@ -188,7 +196,7 @@ def cut_tiles(image, tile_size=512, edge="pad", pad_mode="reflect"):
     return tiles, TileGrid(image.shape, tile_size, edge, origins)
 
 
-def reassemble_tiles(tiles, grid):
+def reassemble_tiles(tiles: np.ndarray, grid: TileGrid) -> np.ndarray:
     """Put tiles back where `grid` says; the inverse of cut_tiles (cropped to grid.covered_shape)."""
     tiles = np.asarray(tiles)
     t = grid.tile_size
@@ -206,7 +214,7 @@ def reassemble_tiles(tiles, grid):
     return canvas[:h, :w]
 
 
-def mean_stretch(tiles, per_channel=True):
+def mean_stretch(tiles: np.ndarray, per_channel: bool = True) -> np.ndarray:
     """Eq. 1-2: subtract each tile's mean intensity. tiles: H x W x C or N x H x W x C; float32 out."""
     tiles = np.asarray(tiles, dtype=np.float32)
     if tiles.ndim not in (3, 4):
@@ -215,24 +223,27 @@ def mean_stretch(tiles, per_channel=True):
     return tiles - tiles.mean(axis=spatial, keepdims=True)
 
 
-def channels_first(tiles):
+def channels_first(tiles: np.ndarray) -> np.ndarray:
     """N x H x W x C -> N x C x H x W (the layout of the net's 'image' input), float32."""
     return np.ascontiguousarray(np.moveaxis(np.asarray(tiles, dtype=np.float32), -1, 1))
 
 
-def prepare_tiles(image, tile_size=512, edge="pad", per_channel=True):
+def prepare_tiles(image: np.ndarray, tile_size: int = 512, edge: str = "pad", per_channel: bool = True
+                  ) -> tuple[np.ndarray, TileGrid]:
     """Cut, mean-stretch and lay out one image: (N x C x tile x tile float32, TileGrid)."""
     tiles, grid = cut_tiles(image, tile_size, edge)
     return channels_first(mean_stretch(tiles, per_channel)), grid
 
 
-def tile_samples(image, tile_size=512, edge="pad", per_channel=True):
+def tile_samples(image: np.ndarray, tile_size: int = 512, edge: str = "pad", per_channel: bool = True
+                 ) -> tuple[list[dict[str, np.ndarray]], TileGrid]:
     """Per-tile net inputs [{"image": C x tile x tile float32}, ...] of one image, and its TileGrid."""
     tiles, grid = prepare_tiles(image, tile_size, edge, per_channel)
     return [{"image": tile} for tile in tiles], grid
 
 
-def aggregate_tile_probabilities(probabilities, method="mean"):
+def aggregate_tile_probabilities(probabilities: np.ndarray | Sequence[Sequence[float]], method: str = "mean"
+                                 ) -> tuple[np.ndarray, int]:
     """Whole-image class probabilities from N x K tile probabilities: their mean, or vote shares."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 2 or len(probabilities) == 0:

@@ -11,6 +11,10 @@ predictions.tsv row format (repeat, fold, case_id, patient_id, lesion_id, kind, 
 predicted_class, prob_<class>...), so they can be compared with the deep models.
 """
 
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
 import logging
 
 import numpy as np
@@ -33,7 +37,8 @@ def _same_grid(a, b):
             and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-5))
 
 
-def extract_radiomics(images, mask, label=1, settings=None, source="lesion"):
+def extract_radiomics(images: Mapping[str, sitk.Image], mask: sitk.Image, label: int = 1,
+                      settings: Mapping[str, Any] | None = None, source: str = "lesion") -> dict[str, float]:
     """pyradiomics features of the lesion `mask == label` in each phase image.
 
     `images`: phase name -> SimpleITK image; a phase in another geometry is resampled
@@ -74,8 +79,9 @@ def extract_radiomics(images, mask, label=1, settings=None, source="lesion"):
     return features
 
 
-def radiomics_table(feature_dicts, labels, case_ids, patient_ids, lesion_ids=None,
-                    source="radiomics features"):
+def radiomics_table(feature_dicts: Sequence[Mapping[str, float]], labels: Sequence[str], case_ids: Sequence[str],
+                    patient_ids: Sequence[str], lesion_ids: Sequence[str] | None = None,
+                    source: str = "radiomics features") -> SampleTable:
     """A SampleTable from per-lesion feature dicts (all must have the same names)."""
     if not feature_dicts:
         raise HCCInputError("no radiomics features given", source=source)
@@ -110,7 +116,8 @@ def _lasso_select(x, y, n_classes, groups, seed):
     return np.flatnonzero(coef > 1e-12), float(model.alpha_)
 
 
-def radiomics_baseline(table, folds, classes, repeat=0, seed=0, n_estimators=500):
+def radiomics_baseline(table: SampleTable, folds: Sequence[Sequence[Sequence[Any]]], classes: Sequence[str],
+                       repeat: int = 0, seed: int = 0, n_estimators: int = 500) -> BaselineResult:
     """LassoCV feature selection + random forest, refitted inside every training fold.
 
     When LASSO keeps no feature (all coefficients 0 at the chosen alpha) the forest uses all
@@ -122,7 +129,8 @@ def radiomics_baseline(table, folds, classes, repeat=0, seed=0, n_estimators=500
     n_classes = len(classes)
     names = table.feature_names or [str(i) for i in range(table.features.shape[1])]
 
-    def fit_predict(x_train, y_train, x_test, groups):
+    def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, groups: np.ndarray
+                    ) -> tuple[np.ndarray, dict[str, Any]]:
         scaler = StandardScaler().fit(x_train)
         xs_train, xs_test = scaler.transform(x_train), scaler.transform(x_test)
         keep, alpha = _lasso_select(xs_train, y_train, n_classes, groups, seed)
@@ -138,13 +146,15 @@ def radiomics_baseline(table, folds, classes, repeat=0, seed=0, n_estimators=500
     return cross_validate(table, folds, classes, fit_predict, repeat)
 
 
-def clinical_baseline(table, folds, classes, repeat=0, seed=0, n_estimators=500):
+def clinical_baseline(table: SampleTable, folds: Sequence[Sequence[Sequence[Any]]], classes: Sequence[str],
+                      repeat: int = 0, seed: int = 0, n_estimators: int = 500) -> BaselineResult:
     """Random forest on the clinical vector (Wang 2020's "clinical model")."""
     from sklearn.ensemble import RandomForestClassifier
 
     n_classes = len(classes)
 
-    def fit_predict(x_train, y_train, x_test, groups):
+    def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, groups: np.ndarray
+                    ) -> tuple[np.ndarray, dict[str, Any]]:
         forest = RandomForestClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=1)
         forest.fit(x_train, y_train)
         return full_probabilities(forest, forest.predict_proba(x_test), n_classes), {}

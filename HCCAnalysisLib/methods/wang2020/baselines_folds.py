@@ -9,6 +9,10 @@ fit/predict function per fold and returns rows in the evaluation-folder format o
 docs/DESIGN.md.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,15 +25,15 @@ class SampleTable:
     """Features (N x F) with labels (class names) and ids, one row per sample."""
 
     features: np.ndarray
-    labels: list
-    case_ids: list
-    patient_ids: list
-    lesion_ids: list = None
-    feature_names: list = None
+    labels: list[str]
+    case_ids: list[str]
+    patient_ids: list[str]
+    lesion_ids: list[str] | None = None
+    feature_names: list[str] | None = None
     kind: str = "lesion"
     source: str = "sample table"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.features = np.asarray(self.features, dtype=np.float64)
         n = len(self.labels)
         if self.features.ndim != 2 or self.features.shape[0] != n:
@@ -57,11 +61,10 @@ class SampleTable:
 class BaselineResult:
     """Rows in predictions.tsv format plus what each fold did (e.g. selected features)."""
 
-    rows: list
-    folds: list = field(default_factory=list)
+    rows: list[dict[str, Any]]
+    folds: list[dict[str, Any]] = field(default_factory=list)
 
-
-def check_folds(table, folds):
+def check_folds(table: SampleTable, folds: Sequence[Sequence[Sequence[Any]]]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Validate patient-level folds; return [(train_index, test_index)] into the table."""
     patients = np.asarray(table.patient_ids)
     known = set(table.patient_ids)
@@ -96,7 +99,10 @@ def check_folds(table, folds):
     return out
 
 
-def cross_validate(table, folds, classes, fit_predict, repeat=0):
+def cross_validate(table: SampleTable, folds: Sequence[Sequence[Sequence[Any]]], classes: Sequence[str],
+                   fit_predict: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                                         tuple[np.ndarray, dict[str, Any]]],
+                   repeat: int = 0) -> BaselineResult:
     """Run `fit_predict(X_train, y_train, X_test, groups_train) -> (N_test x K probabilities,
     info dict)` per fold; y are class indices into `classes`, groups_train the training
     rows' patient ids (for inner, patient-level CV). Returns a BaselineResult."""
@@ -127,7 +133,7 @@ def cross_validate(table, folds, classes, fit_predict, repeat=0):
     return result
 
 
-def full_probabilities(model, probs, n_classes):
+def full_probabilities(model: Any, probs: np.ndarray, n_classes: int) -> np.ndarray:
     """Spread a fitted sklearn model's predict_proba columns over all class indices
     (a class absent from a training fold gets probability 0)."""
     out = np.zeros((probs.shape[0], n_classes))

@@ -6,11 +6,18 @@ only. Run under the same patient-level folds as `baselines.clinical_baseline`, i
 can be compared with the random forest (and with the full fusion models) by DeLong.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
 import numpy as np
 import torch
 
 from HCCAnalysisLib.methods.wang2020.baselines_folds import cross_validate
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    from HCCAnalysisLib.methods.wang2020.baselines_folds import BaselineResult, SampleTable
 
 
 def _train_pathway(x_train, y_train, n_classes, variant, seed, epochs, batch_size, lr,
@@ -40,8 +47,9 @@ def _train_pathway(x_train, y_train, n_classes, variant, seed, epochs, batch_siz
     return net, losses
 
 
-def clinical_pathway_cv(table, folds, classes, variant="d", repeat=0, seed=0, epochs=50,
-                        batch_size=16, lr=1e-3, weight_decay=1e-4):
+def clinical_pathway_cv(table: SampleTable, folds: Sequence[Sequence[Sequence[Any]]], classes: Sequence[str],
+                        variant: str = "d", repeat: int = 0, seed: int = 0, epochs: int = 50, batch_size: int = 16,
+                        lr: float = 1e-3, weight_decay: float = 1e-4) -> BaselineResult:
     """Train the clinical pathway of fusion `variant` per fold; rows in predictions.tsv format.
 
     Batch size 16 and 50 epochs follow Wang 2020; lr 1e-3 (Adam) is ours: the paper's 1e-4
@@ -53,7 +61,8 @@ def clinical_pathway_cv(table, folds, classes, variant="d", repeat=0, seed=0, ep
                             f"(got {epochs}, {batch_size}, {lr})")
     n_classes = len(classes)
 
-    def fit_predict(x_train, y_train, x_test, groups):
+    def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, groups: np.ndarray
+                    ) -> tuple[np.ndarray, dict[str, Any]]:
         net, losses = _train_pathway(x_train, y_train, n_classes, variant, seed, epochs,
                                      batch_size, lr, weight_decay)
         with torch.no_grad():

@@ -7,15 +7,24 @@ slice is one sample (the paper's 765 slices of 167 patients); `sampler_kwargs={"
 "largest"}` keeps the largest one only. Adds `inputs["clinical"]` when the task names a schema.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Sequence
+
 import numpy as np
 
-from HCCAnalysisLib.data.preprocess import bounding_box, crop_2d, fused_volumes
+from HCCAnalysisLib.data.preprocess import bounding_box, crop_2d, fused_volumes, resize_channels
 from HCCAnalysisLib.data.samples import Placement, Sample
-from HCCAnalysisLib.data.stacked_inputs import case_label, check_channels, clinical_inputs, resize_bilinear
+from HCCAnalysisLib.data.stacked_inputs import case_label, check_channels, clinical_inputs
 from HCCAnalysisLib.errors import HCCInputError
 
+if TYPE_CHECKING:
+    from HCCAnalysisLib.data.case import Case
+    from HCCAnalysisLib.methods.task import Task
 
-def slice_box(mask_yx, spacing_yx, margin=0.0, min_mm=8.0):
+
+def slice_box(mask_yx: np.ndarray, spacing_yx: Sequence[float], margin: float = 0.0, min_mm: float = 8.0
+              ) -> tuple[int, int, int, int]:
     """The lesion's bounding box on one slice, as (y0, y1, x0, x1), centred on the box centre:
     `margin` (fraction of the size) added on each side, each side at least `min_mm`."""
     lo, hi = bounding_box(mask_yx)
@@ -28,7 +37,8 @@ def slice_box(mask_yx, spacing_yx, margin=0.0, min_mm=8.0):
     return int(y0), int(y1), int(x0), int(x1)
 
 
-def wang2020_sampler(case, task, phases, target_of, rng, training):
+def wang2020_sampler(case: Case, task: Task, phases: Sequence[str], target_of: Callable[[str], int],
+                    rng: np.random.Generator, training: bool) -> list[Sample]:
     """NC/ART/PV ROIs of each lesion slice, centre-aligned, resized, stacked: inputs["image"] = 3 x S x S."""
     check_channels(task, phases, case.source)
     options = task.sampler_kwargs
@@ -47,7 +57,7 @@ def wang2020_sampler(case, task, phases, target_of, rng, training):
         for z in slices:
             box = slice_box(mask[z], spacing_yx, options.get("margin", 0.0), options.get("min_mm", 8.0))
             roi = np.stack([crop_2d(v[z], box) for v in volumes])
-            inputs = {"image": resize_bilinear(roi, size), **clinical}
+            inputs = {"image": resize_channels(roi, size, "bilinear"), **clinical}
             samples.append(Sample(inputs, target, case.case_id, case.patient_id, lesion.lesion_id, lesion.name,
                                   "lesion", placement=Placement.of(z, box)))
     return samples

@@ -42,6 +42,7 @@ def _wang(variant, joint=False):
         loss="joint" if joint else "cross_entropy",
         clinical_schema=None if variant == "image" else "wang2020",
         training=dict(WANG_TRAINING),
+        placements=True,  # crops of the segmentation grid's axial slices
     )
 
 

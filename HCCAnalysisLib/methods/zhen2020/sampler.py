@@ -8,30 +8,29 @@ T2 in the paper: our segmentation grid) and carried to every sequence by geometr
 `inputs["clinical"]` when the task names a clinical schema.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Sequence
+
 import math
 
 import numpy as np
 import SimpleITK as sitk
 
-from HCCAnalysisLib.data.preprocess import bounding_box, crop_2d, fused_volumes
+from HCCAnalysisLib.data.preprocess import bounding_box, crop_2d, fused_volumes, resize_channels, top1_range
 from HCCAnalysisLib.data.samples import Placement, Sample
-from HCCAnalysisLib.data.stacked_inputs import case_label, check_channels, clinical_inputs, resize_bilinear
+from HCCAnalysisLib.data.stacked_inputs import case_label, check_channels, clinical_inputs
 from HCCAnalysisLib.errors import HCCInputError
+
+if TYPE_CHECKING:
+    from HCCAnalysisLib.data.case import Case
+    from HCCAnalysisLib.methods.task import Task
 
 ZHEN_SPACING_MM = (0.7, 0.7, 7.0)  # x, y, z
 
 
-def top1_range(image, source):
-    """(min, 99th percentile) of a whole phase image: the Jia 2019 eq. 2 scaling Zhen's inputs use."""
-    array = sitk.GetArrayViewFromImage(image)
-    low, high = float(array.min()), float(np.percentile(array, 99))
-    if not high > low:
-        raise HCCInputError("is constant (no contrast left after trimming the top 1 %)", source,
-                            "check that the right image was loaded")
-    return low, high
-
-
-def zhen_lesion_grid(segmentation, lesion_mask, spacing=ZHEN_SPACING_MM, margin=0.15, min_mm=8.0):
+def zhen_lesion_grid(segmentation: sitk.Image, lesion_mask: sitk.Image, spacing: Sequence[float] = ZHEN_SPACING_MM,
+                     margin: float = 0.15, min_mm: float = 8.0) -> sitk.Image:
     """The 0.7 x 0.7 x 7 mm grid of one lesion, as an empty sitk image (the resampling reference).
 
     Orientation: the segmentation's. Through-plane, the planes lie at the segmentation origin +
@@ -71,7 +70,8 @@ def _resample(image, grid, interpolator, default, pixel_type):
     return sitk.GetArrayFromImage(sitk.Resample(image, grid, sitk.Transform(), interpolator, default, pixel_type))
 
 
-def zhen2020_sampler(case, task, phases, target_of, rng, training):
+def zhen2020_sampler(case: Case, task: Task, phases: Sequence[str], target_of: Callable[[str], int],
+                    rng: np.random.Generator, training: bool) -> list[Sample]:
     """One sample per lesion plane on the 0.7 x 0.7 x 7 mm grid: inputs["image"] = C x S x S.
 
     Its samples carry no `placement`: a plane of the lesion's own grid lies between the
@@ -85,7 +85,8 @@ def zhen2020_sampler(case, task, phases, target_of, rng, training):
     if absent:
         raise HCCInputError(f"has no phase {absent}", case.source,
                             f"phases present: {', '.join(case.phases) or 'none'}")
-    ranges = {p: top1_range(case.images[p], f"{case.source}: phase '{p}'") for p in phases}
+    ranges = {p: top1_range(sitk.GetArrayViewFromImage(case.images[p]), f"{case.source}: phase '{p}'")
+              for p in phases}
     clinical = clinical_inputs(case, task)
     samples = []
     for lesion in case.lesions:
@@ -102,7 +103,7 @@ def zhen2020_sampler(case, task, phases, target_of, rng, training):
         volume = np.stack(channels)  # C x planes x S x S
         target = target_of("lesion")
         for k in planes:
-            inputs = {"image": resize_bilinear(volume[:, k], size), **clinical}
+            inputs = {"image": resize_channels(volume[:, k], size, "bilinear"), **clinical}
             samples.append(Sample(inputs, target, case.case_id, case.patient_id, lesion.lesion_id, lesion.name,
                                   "lesion"))
     return samples

@@ -23,7 +23,7 @@ from HCCAnalysisLib import HCCInputError
 
 from HCCAnalysisLib.stats import tests as stats
 
-REFERENCE = Path(__file__).parent / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 
 
 def _cohort():

@@ -14,7 +14,7 @@ from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.models.registry import untrained_package
 from HCCAnalysisLib.data.prediction import read_tsv
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "SampleData" / "demo-cohort"
 TASK = "jia2019-hcc-vs-background"
 
@@ -109,14 +109,100 @@ def test_engine_rejects_duplicate_and_colliding_ids(tmp_path):
 
 
 def test_a_second_concurrent_run_into_the_same_folder_is_refused(tmp_path):
-    fcntl = pytest.importorskip("fcntl")
+    """A real batch holds the folder (its first case blocks); a second batch started from
+    another process while it runs is refused and writes nothing; once the first finishes,
+    the folder is free again (the lock is filelock's: flock here, LockFileEx on Windows)."""
+    import threading
+
+    out = tmp_path / "out"
+    records = load_cohort(DEMO).records
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_case(record):
+        entered.set()
+        assert release.wait(60)
+        return [{"case_id": record.case_id, "value": 1}]
+
+    first = {}
+    runner = threading.Thread(target=lambda: first.setdefault("result", run_batch(records[:1], slow_case, out)))
+    runner.start()
+    try:
+        assert entered.wait(60)
+        before = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+        second = subprocess.run(
+            [sys.executable, "-c",
+             "import sys; from HCCAnalysisLib.batch import run_batch; from HCCAnalysisLib.data.cohort import "
+             "load_cohort; from HCCAnalysisLib.errors import HCCInputError\n"
+             "try:\n    run_batch(load_cohort(sys.argv[1]).records, len, sys.argv[2])\n"
+             "except HCCInputError as err:\n    print(err); sys.exit(2)\n",
+             str(DEMO), str(out)],
+            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
+        after = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    finally:
+        release.set()
+        runner.join(60)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert "is being written by another batch run" in second.stdout and str(out) in second.stdout
+    assert after == before  # the refused run changed nothing
+    assert first["result"].done == 1 and read_tsv(out / "results.tsv") == [{"case_id": "lung1", "value": "1"}]
+    again = run_batch(records[:1], slow_case, out)  # released: a resume goes ahead
+    assert (again.done, again.resumed) == (0, 1)
+
+
+def test_the_lock_does_not_depend_on_fcntl(tmp_path, monkeypatch):
+    """Where `import fcntl` fails (Windows) the folder is still locked: the lock is filelock's."""
+    import filelock
+
     out = tmp_path / "out"
     out.mkdir()
-    with open(out / ".lock", "a") as held:  # what a running batch holds
-        fcntl.flock(held, fcntl.LOCK_EX)
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # `import fcntl` now raises ImportError
+    with filelock.FileLock(str(out / ".lock")):  # what a running batch holds
         with pytest.raises(HCCInputError, match="another batch run"):
             run_batch(load_cohort(DEMO).records, len, out)
-    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == []  # nothing written
+
+
+def test_a_case_listed_without_its_folder_fails_alone(tmp_path, model_dir):
+    cohort = make_cohort(tmp_path / "cohort")
+    with open(cohort / "cases.csv", "a") as table:
+        table.write("ghost,p-ghost\n")  # listed, but no folder ghost/
+    result = run_cohort(cohort, TASK, str(model_dir), tmp_path / "out", device="cpu", progress=None)
+    assert (result.done, result.failed, result.total) == (4, 1, 5)
+    assert "ghost" not in {r["case_id"] for r in read_tsv(result.results_path)}
+    (error,) = read_tsv(result.errors_path)
+    assert error["case_id"] == "ghost" and error["error_type"] == "HCCInputError"
+    assert "has no folder ghost/" in error["message"] and str(cohort / "ghost") in error["message"]
+    assert "Traceback" not in error["message"]
+    # The user adds the folder: the resume processes that case only.
+    os.symlink(DEMO / "lung1", cohort / "ghost")
+    second = run_cohort(cohort, TASK, str(model_dir), tmp_path / "out", device="cpu", progress=None)
+    assert (second.done, second.resumed, second.failed) == (1, 4, 0) and read_tsv(second.errors_path) == []
+
+
+def test_every_result_row_names_task_model_version_and_weights_hash(tmp_path, model_dir):
+    """Rows merged from two runs with two models can be told apart by their trace columns."""
+    import json
+
+    from HCCAnalysisLib.models.package import sha256_of
+
+    other = make_model(tmp_path / "other", seed=1, version="0.0.2")
+    cohort = make_cohort(tmp_path / "cohort")
+    tables = []
+    for package in (model_dir, other):
+        card = json.loads((package / "model.json").read_text())
+        result = run_cohort(cohort, TASK, str(package), tmp_path / f"out-{card['version']}", device="cpu",
+                            progress=None)
+        header = result.results_path.read_text().splitlines()[0].split("\t")
+        assert header[-3:] == ["task", "model_version", "model_weights_sha256"]
+        weights_hash = sha256_of(package / card["weights"])
+        assert card["weights_sha256"] == weights_hash
+        for path in [result.results_path, *sorted((result.out_dir / "cases").glob("*.tsv"))]:
+            rows = read_tsv(path)
+            assert rows and all((r["task"], r["model_version"], r["model_weights_sha256"]) ==
+                                (TASK, card["version"], weights_hash) for r in rows), path
+        tables.append(read_tsv(result.results_path))
+    assert {r["model_version"] for r in tables[0] + tables[1]} == {"0.0.1", "0.0.2"}
+    assert {r["model_weights_sha256"] for r in tables[0]}.isdisjoint(r["model_weights_sha256"] for r in tables[1])
 
 
 def test_cancel_keeps_finished_cases_and_merge_is_byte_exact(tmp_path, model_dir):

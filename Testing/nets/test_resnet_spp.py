@@ -21,11 +21,11 @@ from HCCAnalysisLib.nets import build_net
 from HCCAnalysisLib.nets.jia2019_weights import from_jia2019, load_jia2019_file, transfer_pretrained
 from HCCAnalysisLib.nets.resnet_spp import build_resnet20, spatial_pyramid_max_pool
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 WEIGHTS = SHARED / "pretrained-jia2019"
 MNIST = SHARED / "mnist" / "mnist_5k.csv.gz"
-BUNDLED = ROOT / "SampleData" / "pretrained-jia2019" / "cifar_resnet_32_dict_withSPP.pkl"
+BUNDLED = ROOT / "HCCAnalysisLib" / "methods" / "jia2019" / "weights" / "cifar_resnet_32_dict_withSPP.pkl"
 REFERENCE = json.loads((ROOT / "Testing" / "reference" / "jia2019_logits.json").read_text())
 
 needs_weights = pytest.mark.skipif(not WEIGHTS.is_dir(), reason=f"authors' weights not found at {WEIGHTS}")
@@ -187,10 +187,13 @@ def test_transfer_keeps_backbone_and_leaves_a_new_3_class_head_fresh():
 
 
 @needs_weights
-def test_transfer_of_1_channel_mnist_weights_skips_the_first_conv():
+def test_transfer_of_1_channel_mnist_weights_spreads_the_first_conv():
+    # One grey phase fills all three channels, so w / 3 per channel gives the MNIST response exactly.
     net = build_resnet20(in_channels=3, num_classes=2, embedding_dim=2, pyramid=None)
-    report = transfer_pretrained(net, load_jia2019_file(WEIGHTS / "mnist_resnet_2_dict.pkl"))
-    assert "conv1.weight" in report.skipped and "bn1.weight" in report.loaded
+    state = load_jia2019_file(WEIGHTS / "mnist_resnet_2_dict.pkl")
+    report = transfer_pretrained(net, state)
+    assert "conv1.weight" in report.loaded and "bn1.weight" in report.loaded
+    torch.testing.assert_close(net.conv1.weight, state["embedding_net.conv1.weight"].expand(-1, 3, -1, -1) / 3)
     assert "classifier.weight" in report.skipped  # 10 classes there, 2 here
 
 

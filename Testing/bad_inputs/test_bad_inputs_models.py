@@ -20,7 +20,7 @@ from HCCAnalysisLib.models.package import load_model, sha256_of
 from HCCAnalysisLib.nets.jia2019_weights import from_jia2019, load_jia2019_file
 from HCCAnalysisLib.models.pretrained import resolve_pretrained
 
-BUNDLED_PKL = bad.SAMPLE / "pretrained-jia2019" / "cifar_resnet_32_dict_withSPP.pkl"
+BUNDLED_PKL = bad.SAMPLE.parent / "HCCAnalysisLib" / "methods" / "jia2019" / "weights" / "cifar_resnet_32_dict_withSPP.pkl"
 
 
 refused = bad.refused  # expect HCCInputError naming every part, nothing changed
@@ -99,7 +99,7 @@ def test_card_with_two_phases_for_a_three_channel_task(tmp_path):
 def test_load_model_on_cuda_where_none_exists(package):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    refused(lambda: load_model(package, device="cuda"), "CUDA was requested but no CUDA device is available",
+    refused(lambda: load_model(package, device="cuda"), "CUDA was requested but no CUDA GPU is usable",
             inputs=[package])
 
 
@@ -184,7 +184,7 @@ def test_text_file_named_pkl(tmp_path):
 @pytest.mark.parametrize("source", ["imagenet", "missing.pkl"])
 def test_unknown_pretrained_source(source):
     refused(lambda: resolve_pretrained(source), f"{source}:", "pretrained weights file does not exist",
-            "jia2019-cifar, none")
+            "jia2019-cifar, jia2019-mnist, none")
 
 
 def test_bundled_weights_altered(tmp_path, monkeypatch):

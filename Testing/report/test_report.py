@@ -29,7 +29,7 @@ from HCCAnalysisLib import HCCInputError
 from HCCAnalysisLib.stats import tests as stats
 from HCCAnalysisLib.report.command import add_report_parser, make_report
 
-REFERENCE = Path(__file__).parent / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 FACTORS = ["Age", "Gender", "HBsAg", "Cirrhosis", "ALT", "AST", "AFP", "Tumorsize",
            "Tumordifferentiation", "Vascularinvasion", "Tumormultiplicity", "Capsulation",
            "TNM", "BCLC"]
@@ -149,6 +149,16 @@ def test_report_end_to_end_with_comparison(recurrence_runs, tmp_path):
     # one row per patient: no patient-level section, and the report says why
     assert summary["levels"] == ["case"] and "one row per patient" in html
     assert "repeat 0 of 2 repeats" in html
+    # every repeat is reported: repeat 1's pooled AUC, and the headline over both repeats
+    aucs = []
+    for repeat in (0, 1):
+        chosen = [r for r in rf_rows if r["repeat"] == repeat]
+        aucs.append(roc_auc_score([r["label"] == "recurrence" for r in chosen],
+                                  [float(r["prob_recurrence"]) for r in chosen]))
+    repeats = summary["models"][0]["repeats"]
+    assert [r["auc"] for r in repeats["repeats"]] == pytest.approx(aucs)
+    assert repeats["over_repeats"]["auc"]["sd"] == pytest.approx(np.std(aucs, ddof=1))
+    assert "repeat 1 (pooled)" in html and "roc_mean_forest.png" in figures
 
 
 def test_cli_subcommand_writes_the_report(recurrence_runs, tmp_path):

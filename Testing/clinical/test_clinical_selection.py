@@ -15,7 +15,7 @@ from statsmodels.stats.contingency_tables import Table
 from HCCAnalysisLib import HCCInputError
 from HCCAnalysisLib.clinical import SEED002_THRESHOLDS, select_factors
 
-REFERENCE = Path(__file__).parent / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 
 # Seed 002 Table 1: factor -> {level: (NER count, ER count)}, printed p-value.
 SEED002_TABLE1 = {
@@ -129,7 +129,7 @@ def test_docs_clinical_selection_is_the_scripts_output():
     """docs/clinical-selection.md is exactly what training/select_clinical_factors.py writes."""
     import importlib.util
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location(
         "select_clinical_factors", root / "training" / "select_clinical_factors.py")
     script = importlib.util.module_from_spec(spec)

@@ -50,7 +50,7 @@ case_id that is a path (../x)            -> load_cohort                -> "cases
 unknown task                             -> hcc train                  -> exit 2, "unknown task 'nope' (known tasks: ...)", no package
 2 phases for a 3-channel task            -> hcc train                  -> exit 2, "task ... takes 1 or 3 phases, got 2 (image, portal)"
 a repeated phase                         -> hcc train                  -> exit 2, "phase list ['image', 'image', 'image'] repeats a phase"
-CUDA requested, none present             -> hcc train / hcc predict    -> exit 2, "CUDA was requested but no CUDA device is available"
+CUDA requested, none present             -> hcc train / hcc predict    -> exit 2, "CUDA was requested but no CUDA GPU is usable"
 existing package, no --overwrite         -> hcc train                  -> exit 2, "<out>: already holds a model package", files unchanged
 more folds than patients                 -> hcc evaluate               -> exit 2, "5 folds asked for 2 patients", no evaluation folder
 more folds than patients, checked late   -> hcc evaluate               -> same message before any case is loaded
@@ -83,7 +83,7 @@ card with 2 phases for a 3-channel task  -> load_model                 -> "model
 phases differ from the model's           -> predict_case               -> "<package>: phases ['T2'] differ from the ['image'] the model was trained on"
 constant image                           -> predict_case               -> "<case>: phase 'image': is constant"
 no liver label, background-ROI task      -> predict_case               -> "<case>: has no liver label"
-CUDA requested, none present             -> load_model                 -> "CUDA was requested but no CUDA device is available"
+CUDA requested, none present             -> load_model                 -> "CUDA was requested but no CUDA GPU is usable"
 pickle that would run code               -> load_jia2019_file          -> "<file>: not a plain PyTorch state dict (refused by the weights-only loader"; marker never made
 pickle that would run code               -> hcc train --pretrained     -> exit 2, same message, marker never made, no package
 pickle of plain Python objects           -> resolve_pretrained         -> "<file>: not a plain PyTorch state dict"
@@ -207,8 +207,8 @@ def test_cuda_requested_where_none_exists(tmp_path, cohort, capsys, command):
         argv = ["train", "--task", bad.TASK, "--cohort", cohort, "--phases", "image", "--out", out]
     else:
         argv = ["predict", "--model", bad.build_package(tmp_path / "pkg"), "--case", cohort / "breast1", "--out", out]
-    cli_refused(argv + ["--device", "cuda"], capsys, "CUDA was requested but no CUDA device is available",
-                "--device cpu", inputs=[cohort], absent=[out])
+    cli_refused(argv + ["--device", "cuda"], capsys, "CUDA was requested but no CUDA GPU is usable",
+                "choose auto or cpu", inputs=[cohort], absent=[out])
 
 
 def test_existing_model_folder_without_overwrite(tmp_path, cohort, capsys):

@@ -13,7 +13,7 @@ from HCCAnalysisLib.clinical.schemas import (ASAUR_WANG2020_BITS, asaur_derivabl
                                              asaur_early_recurrence, wang2020_vector_from_asaur)
 from HCCAnalysisLib.errors import HCCInputError
 
-ASAUR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clinical" / \
+ASAUR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "clinical" / \
     "asaur_hepatoCellular.csv"
 
 WANG_RECORD = {"age": "63", "tumour_size": "4.9", "portal_vein_invasion": "yes",

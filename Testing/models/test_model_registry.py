@@ -11,7 +11,7 @@ from HCCAnalysisLib.engine.device import select_device
 from HCCAnalysisLib.errors import HCCInputError
 from test_batch import ROOT, TASK, make_model
 
-BUNDLED_WEIGHTS = ROOT / "SampleData" / "pretrained-jia2019" / "cifar_resnet_32_dict_withSPP.pkl"
+BUNDLED_WEIGHTS = ROOT / "HCCAnalysisLib" / "methods" / "jia2019" / "weights" / "cifar_resnet_32_dict_withSPP.pkl"
 
 
 @pytest.fixture(scope="module")

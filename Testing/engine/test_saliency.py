@@ -14,16 +14,15 @@ from HCCAnalysisLib.data.cohort import load_cohort
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.models.package import LoadedModel, load_model
 from HCCAnalysisLib.data.preprocess import crop_2d, resize_channels
-from HCCAnalysisLib.engine.saliency import (PLACED_SAMPLERS, paste_maps, placed_samples, saliency_maps, saliency_volume,
+from HCCAnalysisLib.engine.saliency import (paste_maps, placed_samples, saliency_maps, saliency_volume,
                                      save_saliency_volume)
 from HCCAnalysisLib.data.preprocess import fused_volumes
 from HCCAnalysisLib.data.samples import Placement
-from HCCAnalysisLib.data.stacked_inputs import resize_bilinear
 from HCCAnalysisLib.methods import get_sampler
 from HCCAnalysisLib.tasks import TASKS, get_task
 from HCCAnalysisLib.workflows import train_model
 
-DEMO = Path(__file__).resolve().parents[1] / "SampleData" / "demo-cohort"
+DEMO = Path(__file__).resolve().parents[2] / "SampleData" / "demo-cohort"
 TASK = "jia2019-hcc-vs-background"
 
 
@@ -88,8 +87,8 @@ def test_samplers_record_where_each_input_came_from(lung1):
     volumes = fused_volumes(three, list(wang.phases), 3)
     for s in samples:
         p = s.placement
-        again = resize_bilinear(np.stack([crop_2d(v[p.z], (p.y0, p.y1, p.x0, p.x1)) for v in volumes]),
-                                wang.input_size)
+        again = resize_channels(np.stack([crop_2d(v[p.z], (p.y0, p.y1, p.x0, p.x1)) for v in volumes]),
+                                wang.input_size, "bilinear")
         np.testing.assert_array_equal(again, s.inputs["image"])
         assert mask[p.z, max(p.y0, 0):p.y1, max(p.x0, 0):p.x1].sum() == mask[p.z].sum()
 
@@ -98,7 +97,7 @@ def test_samplers_record_where_each_input_came_from(lung1):
     samples = get_sampler("zhen2020")(_same_case_on_phases(case, zhen.phases), zhen, list(zhen.phases),
                                       lambda kind: -1, _rng(), False)
     assert samples and all(s.placement is None for s in samples)
-    assert set(PLACED_SAMPLERS) == {"jia2019", "wang2020"}
+    assert {t.sampler for t in TASKS.values() if t.placements} == {"jia2019", "wang2020"}
 
 
 def test_paste_maps_resizes_into_boxes_clips_and_takes_the_max(lung1):
@@ -196,7 +195,7 @@ def test_tasks_without_placement_are_refused_before_any_work(lung1):
     with pytest.raises(HCCInputError, match="zhen2020-model-b has no saliency volume.*Jia 2019 and Wang 2020"):
         saliency_volume(model, _same_case_on_phases(lung1[1], zhen.phases))
     for name, task in TASKS.items():
-        if task.sampler not in PLACED_SAMPLERS:
+        if not task.placements:
             with pytest.raises(HCCInputError, match="no saliency volume"):
                 panel_jobs.prepare_job(name, {}, None, saliency=True)
 

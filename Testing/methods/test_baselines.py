@@ -16,7 +16,7 @@ from HCCAnalysisLib.methods.wang2020.baselines import (SampleTable, clinical_bas
 from HCCAnalysisLib.methods.wang2020.baselines_folds import check_folds
 from HCCAnalysisLib.errors import HCCInputError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 ASAUR = DATA / "clinical" / "asaur_hepatoCellular.csv"
 ROW_KEYS = ["repeat", "fold", "case_id", "patient_id", "lesion_id", "kind", "label",

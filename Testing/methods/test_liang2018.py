@@ -21,7 +21,7 @@ from HCCAnalysisLib.losses.centre import CentreLoss, ResGLLoss, inter_loss
 from HCCAnalysisLib.nets import build_net
 from HCCAnalysisLib.methods.liang2018.patches import pace, patch_centres, sample_lesion_patches
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lesions"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lesions"
 TINY = {"width": 4, "blocks": 1, "phase_features": 16, "lstm_hidden": 8}
 
 

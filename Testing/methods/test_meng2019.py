@@ -20,7 +20,7 @@ from HCCAnalysisLib.methods.meng2019.tiles import (aggregate_tile_probabilities,
                                   image_from_vector_volume_node, mean_stretch, prepare_tiles, read_microscopy_image,
                                   reassemble_tiles, tile_samples)
 
-HISTOLOGY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "histology" / "kather2016_samples"
+HISTOLOGY = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "histology" / "kather2016_samples"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

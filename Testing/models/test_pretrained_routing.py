@@ -37,3 +37,12 @@ def test_jia_task_gets_the_state_dict():
     assert path.name == "cifar_resnet_32_dict_withSPP.pkl" and "linear.weight" in state
     net = build_task_net(get_task("jia2019-differentiation"), state)
     torch.testing.assert_close(net.conv1.weight, state["embedding_net.conv1.weight"])
+
+
+def test_named_sources_follow_the_task_family_not_its_name():
+    # Every Jia source fits the Jia tasks (pretraining_family "jia2019-resnet20"), none fits a fusion task.
+    for name in ("jia2019-cifar", "jia2019-mnist"):
+        path, state = resolve_pretrained(name, get_task("jia2019-hcc-vs-background"))
+        assert path.parent.name == "weights" and "embedding_net.conv1.weight" in state
+        with pytest.raises(HCCInputError, match=f"'{name}' is for ResNet20\\+SPP, not for task zhen2020"):
+            resolve_pretrained(name, get_task("zhen2020-model-a"))
