@@ -13,6 +13,7 @@ sit about 4x from each side. Adam divides each step by the gradient's running RM
 rounding noise on near-zero gradients into full-size steps, so with Adam the check is the predictions.
 """
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,9 @@ def test_cross_rank_batchnorm_step_matches_batchnorm():
                str(BN_STEP)]
     run = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
-    lines = [line for line in run.stdout.splitlines() if line.startswith("rank=")]
+    # the two ranks print at once: their lines can run together on the shared stdout
+    lines = [m for m in re.split(r"(?=rank=\d+ )", run.stdout) if m.startswith("rank=")]
+    lines = [" ".join(m.split()) for m in lines]
     assert len(lines) == 2, run.stdout
     for line in lines:
         errors = {k: float(v) for k, v in (item.split("=") for item in line.split()[1:])}
