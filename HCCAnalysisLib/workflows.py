@@ -134,7 +134,10 @@ def evaluate_task(task_name: str, cohort_dir: str | Path, out_dir: str | Path, f
                              None if source is None else source[1], epochs, log,
                              pretrained=None if source is None else str(Path(source[0]).resolve()), fresh=overwrite)
     for name, value in metrics["summary"].items():
-        log(f"  {name:12s} {value['mean']:.3f} +- {value['sd']:.3f}  ({value['n_folds']} folds)")
+        over = f"over {value.get('n_repeats', 1)} repeat(s)" if value.get("over") == "repeats" else "over folds"
+        per_fold = value.get("per_fold", value)
+        log(f"  {name:12s} {value['mean']:.3f} +- {value['sd']:.3f} {over};  per fold "
+            f"{per_fold['mean']:.3f} +- {per_fold['sd']:.3f} ({value['n_folds']} folds)")
     return metrics
 
 
