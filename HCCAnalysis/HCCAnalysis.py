@@ -1,12 +1,8 @@
-"""HCCAnalysis: deep-learning analysis of liver lesions and HCC in 3D Slicer.
-
-The module is GUI and MRML glue only; the work is done by HCCAnalysisLib (installed beside
-this file). The panel's dynamic parts (per-phase volume selectors, the clinical form) come
-from `HCCAnalysisLib.panel.choices`, computed from the task registry.
-"""
+"""HCCAnalysis: deep-learning analysis of liver lesions and HCC in 3D Slicer. GUI and MRML glue only:
+HCCAnalysisLib (installed beside this file) does the work, Apply and Run all in a child process
+(panel/process_run.py); the panel's dynamic parts come from HCCAnalysisLib.panel.choices."""
 
 import functools
-import importlib.util
 import logging
 import os
 import sys
@@ -28,12 +24,13 @@ from HCCAnalysisLib.engine.device import DEVICE_CHOICES, describe_devices
 from HCCAnalysisLib.models import registry as model_registry
 from HCCAnalysisLib.panel import choices as panel_model
 from HCCAnalysisLib.panel import jobs as panel_jobs
-from HCCAnalysisLib.panel.background import BackgroundRun
-from HCCAnalysisLib.panel.dependencies import missing_requirements, read_requirements
+from HCCAnalysisLib.panel import process_run
+from HCCAnalysisLib.panel.dependencies import ensure_slicer_dependencies
+from HCCAnalysisLib.panel.results import load_run_results, table_values
 from HCCAnalysisLib.tasks import TASKS
 
 TASK_NAMES = tuple(TASKS)
-POLL_MS = 200  # how often the GUI thread collects the worker's progress
+POLL_MS = 200  # how often the GUI thread reads the child process's progress lines
 # Parameters set by code (dynamic or list widgets), not bound through SlicerParameterName.
 UNBOUND_PARAMETERS = ("model", "phaseVolumes", "lesionSegmentIds", "clinicalValues")
 # Push buttons of the .ui: each <name>Button is connected to on<Name>Button.
@@ -211,6 +208,8 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.currentIndex = panel_model.model_index([str(m.path) for m in models],
                                                                      self._parameterNode.model)
         self.ui.modelComboBox.blockSignals(False)
+        enabled, why = panel_model.download_choice(model_registry.downloadable_models(task), task)
+        self.ui.downloadModelButton.enabled, self.ui.downloadModelButton.toolTip = enabled, why
         self.onModelChanged()
 
     def onModelChanged(self, *_):
@@ -223,15 +222,16 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onDownloadModelButton(self):
         with slicer.util.tryWithErrorDisplay("Model download failed.", waitCursor=True):
-            entries = [e for e in model_registry.load_registry() if e.task == self._parameterNode.task]
-            if not entries:
-                raise ValueError(f"Models.json lists no downloadable model for task {self._parameterNode.task}.")
-            labels = [f"{e.id} {e.version} ({e.license}): {e.training_data}" for e in entries]
-            label = qt.QInputDialog.getItem(slicer.util.mainWindow(), "Download model", "Model:", labels, 0, False)
-            if label:
-                path = self.logic.downloadModel(entries[labels.index(label)])
+            entries = model_registry.downloadable_models(self._parameterNode.task)
+            labels = panel_model.download_labels(entries)
+            dialog = qt.QInputDialog(slicer.util.mainWindow())  # an instance: the static getItem hides Cancel
+            dialog.setWindowTitle("Download model")
+            dialog.setLabelText("Model package:")
+            dialog.setComboBoxItems(labels)
+            if entries and dialog.exec() and dialog.textValue() in labels:
+                path = self.logic.downloadModel(entries[labels.index(dialog.textValue())])
                 slicer.util.showStatusMessage(f"Installed {path}", 5000)
-            self._fillModels(self._parameterNode.task)
+                self._fillModels(self._parameterNode.task)
 
     def onImportModelButton(self):
         with slicer.util.tryWithErrorDisplay("Model import failed.", waitCursor=True):
@@ -283,51 +283,55 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._startRun(jobs)
 
     def _startRun(self, jobs):
-        self._run, self._jobs = self.logic.startJobs(jobs), jobs
-        self.ui.progressBar.maximum, self.ui.progressBar.value = len(jobs), 0
+        self._run = self.logic.startJobs(jobs)
+        self.ui.progressBar.maximum, self.ui.progressBar.value = 100 * len(jobs), 0
         self.ui.progressBar.visible = self.ui.cancelButton.visible = True
-        self.ui.statusLabel.text = "Running..."
+        self.ui.statusLabel.text = "Starting the analysis process..."
         self._timer.start()
         self._checkCanApply()
 
-    def _pollRun(self):
-        if self._run is None:
+    def _pollRun(self):  # the timer's slot: read the child's new lines; on its end, load the results
+        run = self._run
+        if run is None:
             self._timer.stop()
             return
-        for event in self._run.poll():
+        for event in run.poll():
             if event.kind == "started":
-                self.ui.statusLabel.text = f"Running {event.label} ({event.index + 1} of {len(self._jobs)})..."
-            elif event.kind in ("result", "error"):
-                self.ui.progressBar.value += 1
-        if not self._run.finished:
+                self.ui.statusLabel.text = f"Running {event.label} ({event.index + 1} of {len(run.labels)})..."
+            elif event.kind == "progress":
+                self.ui.statusLabel.text = f"{run.labels[event.index]}: {event.value[1]}..."
+        self.ui.progressBar.value = run.progress_value()
+        if not run.finished:
             return
-        run, p = self._abandonRun(), self._parameterNode or self.logic.getParameterNode()
+        self._abandonRun()
+        p = self._parameterNode or self.logic.getParameterNode()
         try:  # a failed run must leave Apply and Run all usable for the retry
             self.ui.statusLabel.text = run.summary()
-            self.ui.deviceInfoLabel.text = self.logic.deviceDescription()
-            if run.results:
-                p.outputTable = self.logic.showResults(run, self._jobs, p.outputTable)
-            failed = "\n".join(f"{self._jobs[i].task}: {e}" for i, e in run.errors.items())
+            if run.results and not run.cancelled:
+                p.outputTable = self.logic.showResults(run, tableNode=p.outputTable)
+            failed = "\n".join(f"{(run.labels + ['HCCAnalysis'])[i]}: {e}" for i, e in sorted(run.errors.items()))
             if failed:
                 self.ui.statusLabel.text = f"{run.summary()}\n{failed}"
                 slicer.util.errorDisplay(f"The analysis failed.\n\n{failed}")
         except Exception as err:  # noqa: BLE001 (a Qt timer slot must not raise: show it instead)
-            slicer.util.errorDisplay(f"Could not show the results.\n\n{err}")
+            slicer.util.errorDisplay(f"Could not show the results; nothing was added.\n\n{err}")
         finally:
+            run.remove_folder()
             self._checkCanApply()
 
-    def _abandonRun(self):  # stop polling and forget the current run (cancelled if still going); returns it
+    def _abandonRun(self):  # stop polling and forget the current run (its process killed if alive); returns it
         self._timer.stop()
         run, self._run = self._run, None
         if run is not None and not run.finished:
             run.cancel()
+            run.remove_folder()
         self.ui.progressBar.visible = self.ui.cancelButton.visible = False
         return run
 
     def onCancelButton(self):
         if self._run is not None:
-            self._run.cancel()
-            self.ui.statusLabel.text = "Cancelling after the current step..."
+            self._run.cancel()  # kills the process now: nothing of this run reaches the scene
+            self._pollRun()
 
 
 class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
@@ -343,24 +347,9 @@ class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
         return HCCAnalysisParameterNode(super().getParameterNode())
 
     def ensureDependencies(self):
-        """Install what HCCAnalysisLib needs on first use (never at import): torch through the
-        PyTorch extension, the rest from Resources/requirements.txt."""
-        if importlib.util.find_spec("torch") is None:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                raise RuntimeError("HCCAnalysis needs PyTorch: install the 'PyTorch' extension, then restart.")
-            if not PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True):
-                raise RuntimeError("PyTorch is required and was not installed.")
-        requirements = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
-        if importlib.util.find_spec("slicer.packaging") is not None:  # Slicer >= 5.12
-            packaging = importlib.import_module("slicer.packaging")  # keeps `slicer` a global name
-            # Not packaging.load_requirements: it cannot read the file's end-of-line comments.
-            packaging.pip_ensure(read_requirements(requirements), requester="HCCAnalysis")
-        else:
-            missing = missing_requirements(requirements)
-            if missing and slicer.util.confirmOkCancelDisplay(f"HCCAnalysis will install: {', '.join(missing)}"):
-                slicer.util.pip_install(missing)
+        """Install what HCCAnalysisLib needs on first use (never at import): torch (at the floor monai
+        needs) through the PyTorch extension, the rest from Resources/requirements.txt."""
+        ensure_slicer_dependencies(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"))
 
     def deviceDescription(self):  # torch's devices once loaded (importing takes seconds: never for the panel)
         if sys.modules.get("torch") is None:
@@ -371,8 +360,9 @@ class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
         return [n.GetName() for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
                 if not n.IsA("vtkMRMLLabelMapVolumeNode")]
 
-    def downloadModel(self, entry):
-        """Download a Models.json entry with SampleData's downloader (SHA-256 checked) and install it."""
+    def downloadModel(self, entry):  # size and SHA-256 checked; SampleData's downloader shows Slicer's progress
+        if entry.url.startswith("file:"):  # a package bundled with the library (the pipeline demo): copied
+            return model_registry.download(entry)
         import SampleData
         return model_registry.download(entry, SampleData.SampleDataLogic().downloadFile)
 
@@ -391,16 +381,19 @@ class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
         volumes = {p: slicer.mrmlScene.GetFirstNodeByName(n)
                    for p, n in panel_model.match_volumes(sorted(phases), self.volumeNames()).items()}
         volumes.update(chosen or {})
-        return panel_jobs.applicable_jobs(volumes, segmentationNode, segmentIds, device, clinical)
+        return panel_jobs.applicable_jobs(volumes, segmentationNode, segmentIds, device, clinical,
+                                          case_id=segmentationNode.GetName() if segmentationNode else "case")
 
-    def startJobs(self, jobs):  # predicts on a worker thread; poll the BackgroundRun from the GUI thread
-        return BackgroundRun([(job.task, functools.partial(panel_jobs.run_job, job)) for job in jobs]).start()
+    def startJobs(self, jobs):  # a child process (PythonSlicer) runs them; poll the ProcessRun from a QTimer
+        return process_run.start_job_run(jobs)
 
-    def showResults(self, run, jobs, tableNode=None):  # one table node, in a table layout; saliency over the input
-        predictions = [run.results[i] for i in sorted(run.results)]
-        table = panel_jobs.results_to_table(predictions, slicer.mrmlScene, tableNode)
-        for node in panel_jobs.saliency_nodes([jobs[i] for i in sorted(run.results)], slicer.mrmlScene):
+    def showResults(self, run, jobs=None, tableNode=None):  # all or nothing: table, saliency, Liang label map
+        shown = load_run_results(run.results, jobs or run.jobs, slicer.mrmlScene, tableNode)
+        for node in shown.saliency:
             slicer.util.setSliceViewerLayers(foreground=node, foregroundOpacity=0.4)
+        for node in shown.labelmaps:
+            slicer.util.setSliceViewerLayers(label=node)
+        table = shown.table
         if slicer.app.layoutManager() is not None:
             slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
             slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
@@ -410,40 +403,43 @@ class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
     def process(self, task, volumeNodes, segmentationNode, segmentIds=None, model="latest", device="auto",
                 clinical=None, tableNode=None, wait=True):
         """Run one task on nodes. `volumeNodes`: phase -> scalar volume node; `model`: a package folder,
-        an installed version or "latest". Returns the table node, or (wait=False) the BackgroundRun."""
+        an installed version or "latest". Returns the table node (computed in this process: no GUI waits);
+        wait=False: the started out-of-process ProcessRun (poll it, then showResults(run))."""
         job = self.prepareJob(task, volumeNodes, segmentationNode, segmentIds, model, device, clinical)
-        run = self.startJobs([job])
         if not wait:
-            return run
-        run.wait()
-        if run.errors:
-            raise run.errors[0]
-        return panel_jobs.results_to_table([run.results[0]], slicer.mrmlScene, tableNode)
+            return self.startJobs([job])
+        return panel_jobs.results_to_table([panel_jobs.run_job(job)], slicer.mrmlScene, tableNode)
 
 
 class HCCAnalysisTest(ScriptedLoadableModuleTest):
-    """Loads a bundled demo case into MRML nodes, runs the logic with a real (seeded, untrained)
-    model package, and checks the table: one row per lesion and background region."""
+    """Checks (installs, when allowed) the dependencies first, loads the small case packaged with the
+    module (Resources/TestData/lung1-crop, see its SOURCE.md), runs Apply's real path (a job folder,
+    PythonSlicer running `hcc run-job`, the results back as nodes) with a seeded untrained model
+    package, and checks the table against the in-process console call's."""
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)
 
     def runTest(self):
         self.setUp()
-        self.test_process_fills_table()
+        self.test_apply_out_of_process()
 
-    def test_process_fills_table(self):
+    def test_apply_out_of_process(self):
         from HCCAnalysisLib.slicer_io.files import load_case_into_scene
 
-        # HCCANALYSIS_SAMPLE_DATA is set by CMake for ctest; the default works in the source tree.
-        data = Path(os.environ.get("HCCANALYSIS_SAMPLE_DATA", Path(__file__).resolve().parents[1] / "SampleData"))
-        volumes, segmentation = load_case_into_scene(slicer.mrmlScene, data / "demo-cohort" / "lung1", ["image"])
+        logic = HCCAnalysisLogic()
+        logic.ensureDependencies()  # before anything imports torch
+        data = Path(__file__).resolve().parent / "Resources" / "TestData" / "lung1-crop"
+        volumes, segmentation = load_case_into_scene(slicer.mrmlScene, data, ["image"])
         task = TASK_NAMES[0]
-        model = model_registry.untrained_package(Path(tempfile.mkdtemp()) / "model", task, ["image"])
-        table = HCCAnalysisLogic().process(task, volumes, segmentation, model=str(model), device="cpu")
-        self.assertEqual(table.GetNumberOfRows(), 2)  # lung1: one lesion and its background region
-        for row in range(table.GetNumberOfRows()):  # exact values (cell text is rounded)
-            total = sum(table.GetTable().GetColumnByName(f"prob_{c}").GetValue(row) for c in TASKS[task].classes)
-            self.assertAlmostEqual(total, 1.0, places=6)
+        model = str(model_registry.untrained_package(Path(tempfile.mkdtemp()) / "model", task, ["image"]))
+        run = logic.process(task, volumes, segmentation, model=model, device="cpu", wait=False)
+        run.wait(600)
+        self.assertTrue(run.finished and not run.errors, run.errors)
+        table = logic.showResults(run)
+        run.remove_folder()
+        expected = logic.process(task, volumes, segmentation, model=model, device="cpu")
+        self.assertEqual(table.GetNumberOfRows(), 2)  # the lesion and its background region
+        self.assertEqual(table_values(table), table_values(expected))  # exact values, NaN where NaN
         logging.info("HCCAnalysisTest passed")
         self.delayDisplay("Test passed")

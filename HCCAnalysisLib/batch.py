@@ -24,34 +24,30 @@ path loads case folders, the Slicer path builds MRML nodes.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
+import argparse
+import logging
 import sys
-import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TextIO
 
-from HCCAnalysisLib.atomic import write_text_atomic
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.data.prediction import read_tsv, write_records_tsv
+# The output folder's files (locks, settings, per-case files, merging) live in engine/batch_files.py;
+# re-exported here, where callers have always found them.
+from HCCAnalysisLib.engine.batch_files import (  # noqa: F401
+    ERROR_COLUMNS, TRACE_COLUMNS, _check_settings, _exclusive, _job_ids, _missing_folder, _records_and_columns,
+    _stamp, case_file_stem, merge_results, trace_values)
 
 if TYPE_CHECKING:
-    import argparse
-
     import torch
 
     from HCCAnalysisLib.data.cohort import CaseRecord, Cohort
+    from HCCAnalysisLib.data.reading_options import CaseReading
     from HCCAnalysisLib.data.prediction import Prediction
     from HCCAnalysisLib.engine.device import DeviceChoice
     from HCCAnalysisLib.models.package import LoadedModel
 
-ERROR_COLUMNS = ("case_id", "error_type", "message", "time")
-# settings key -> result column: what each result row carries so merged tables stay traceable
-TRACE_COLUMNS = {"task": "task", "model_version": "model_version", "model_weights_sha256": "model_weights_sha256"}
-_SAFE_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,109 +75,6 @@ class BatchResult:
     cancelled: bool = False
 
 
-def case_file_stem(case_id: str) -> str:
-    """A file name for a case id; unusual characters are %-escaped so ids stay distinct."""
-    if _SAFE_STEM.match(case_id):
-        return case_id
-    return "".join(c if c.isalnum() or c in "._-" else f"%{ord(c):02X}" for c in case_id)
-
-
-def _atomic_write_text(path, text):
-    write_text_atomic(path, text)
-
-
-def _check_settings(out_dir, settings):
-    """Record the run's settings; refuse to resume into a folder made with other ones."""
-    manifest = out_dir / "batch.json"
-    settings = json.loads(json.dumps(settings or {}, sort_keys=True, default=str))
-    if manifest.is_file():
-        try:
-            previous = json.loads(manifest.read_text(encoding="utf-8"))
-        except ValueError:
-            raise HCCInputError("is not valid JSON", manifest, "delete the output folder and start again") from None
-        if previous != settings:
-            changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-            raise HCCInputError(
-                f"holds results made with other settings ({', '.join(changed)} differ)", out_dir,
-                "use a new output folder, or the same task, model and cohort to resume")
-    else:
-        _atomic_write_text(manifest, json.dumps(settings, indent=2, sort_keys=True) + "\n")
-
-
-@contextlib.contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
-    """Hold a lock on out/.lock while a run writes there, so that a second run into the same
-    folder is refused instead of doing cases twice. `filelock` uses flock on POSIX and
-    LockFileEx on Windows: the OS drops the lock when the process dies, even by SIGKILL, so a
-    killed run never blocks the resume, and Windows batches are protected too."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(out_dir / ".lock"), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise HCCInputError("is being written by another batch run", out_dir,
-                            "wait for it to finish, or use another output folder; if no run is going on "
-                            "(a file system without locks), delete its .lock file") from None
-    except OSError as err:
-        raise HCCInputError(f"cannot hold the batch lock .lock ({err.strerror or err})", out_dir,
-                            "choose a writable output folder") from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _job_ids(jobs):
-    ids = [str(job.case_id) for job in jobs]
-    seen, stems = set(), {}
-    for case_id in ids:
-        if case_id in seen:
-            raise HCCInputError(f"case '{case_id}' is listed twice", "batch")
-        seen.add(case_id)
-        stem = case_file_stem(case_id).lower()  # case-insensitive file systems (macOS, Windows)
-        if stem in stems:
-            raise HCCInputError(f"cases '{stems[stem]}' and '{case_id}' differ only by letter case", "batch",
-                                "their result files would collide on macOS and Windows")
-        stems[stem] = case_id
-    return ids
-
-
-def _records_and_columns(result):
-    """Accept a Prediction (records + columns) or a plain list of dicts."""
-    if hasattr(result, "records"):
-        return result.records(), list(result.columns())
-    records = list(result or [])
-    columns = []
-    for record in records:
-        columns += [k for k in record if k not in columns]
-    return records, columns
-
-
-def trace_values(settings: dict | None) -> dict:
-    """The traceability columns (task, model version, weights SHA-256) a run's settings give;
-    every result row of the run carries them. Settings without them (a caller's own engine
-    use) add nothing."""
-    settings = settings or {}
-    return {column: str(settings[key]) for key, column in TRACE_COLUMNS.items() if settings.get(key) is not None}
-
-
-def _stamp(records, columns, trace):
-    """Add the run's trace values to every row (after the row's own columns)."""
-    if not trace:
-        return records, columns
-    records = [{**record, **trace} for record in records]
-    return records, [c for c in columns if c not in trace] + list(trace)
-
-
-def _missing_folder(job):
-    """A case listed in cases.csv whose folder is absent: fail that case alone, naming the folder."""
-    folder = getattr(job, "folder", None)
-    if folder is not None and not Path(folder).is_dir():
-        raise HCCInputError(f"case '{job.case_id}' has no folder {Path(folder).name}/ (it is listed in cases.csv)",
-                            folder, "add the case folder, or remove the case from cases.csv")
-
-
 def run_batch(jobs: Iterable[Any], process_case: Callable[[Any], Prediction | list[dict[str, Any]]],
               out_dir: str | Path, settings: dict[str, Any] | None = None,
               progress: Callable[[BatchProgress], Any] | None = None, retry_failed: bool = True,
@@ -197,6 +90,10 @@ def run_batch(jobs: Iterable[Any], process_case: Callable[[Any], Prediction | li
     - `progress(BatchProgress)` is called after every case; `should_stop()` is polled before
       every case (the panel's Cancel), leaving finished cases in place.
     - `retry_failed=False` leaves cases that failed in an earlier run alone.
+    - `process_case` may be an `engine.batch_run.CasePool` (`hcc batch --jobs N`): the cases are
+      then processed by its worker processes, and the results written here as they come.
+    - Under torchrun each process takes its share of the cases and rank 0 merges
+      (engine/batch_run.py).
     """
     jobs = list(jobs)
     ids = _job_ids(jobs)
@@ -206,6 +103,10 @@ def run_batch(jobs: Iterable[Any], process_case: Callable[[Any], Prediction | li
     except OSError as err:
         raise HCCInputError(f"cannot be created ({err.strerror or err})", out_dir,
                             "choose a writable output folder") from None
+    from HCCAnalysisLib.engine.batch_run import process_count, run_sharded
+
+    if process_count() > 1:  # under torchrun: this process's share of the cases
+        return run_sharded(jobs, ids, process_case, out_dir, settings, progress, retry_failed, should_stop)
     with _exclusive(out_dir):
         _check_settings(out_dir, settings)
         return _run_locked(jobs, ids, process_case, out_dir, progress, retry_failed, should_stop,
@@ -213,42 +114,10 @@ def run_batch(jobs: Iterable[Any], process_case: Callable[[Any], Prediction | li
 
 
 def _run_locked(jobs, ids, process_case, out_dir, progress, retry_failed, should_stop, trace):
-    cases_dir, errors_dir = out_dir / "cases", out_dir / "errors"
-    for stale in [*cases_dir.glob(".*.tmp"), *errors_dir.glob(".*.tmp")]:
-        stale.unlink(missing_ok=True)  # left by a run killed mid-write; never a result
-    counts = {"done": 0, "resumed": 0, "failed": 0}
-    cancelled = False
-    for index, (job, case_id) in enumerate(zip(jobs, ids), start=1):
-        stem = case_file_stem(case_id)
-        result_file, error_file = cases_dir / f"{stem}.tsv", errors_dir / f"{stem}.tsv"
-        if result_file.is_file():
-            error_file.unlink(missing_ok=True)
-            counts["resumed"] += 1
-            _report(progress, index, len(jobs), case_id, "resumed")
-            continue
-        if error_file.is_file() and not retry_failed:
-            counts["failed"] += 1
-            _report(progress, index, len(jobs), case_id, "skipped-failed")
-            continue
-        if should_stop is not None and should_stop():
-            cancelled = True
-            break
-        try:
-            _missing_folder(job)
-            records, columns = _stamp(*_records_and_columns(process_case(job)), trace)
-        except Exception as err:  # noqa: BLE001 (one bad case must not stop the cohort)
-            message = str(err) if isinstance(err, HCCInputError) else f"{err}\n{traceback.format_exc()}"
-            write_records_tsv(error_file, [{
-                "case_id": case_id, "error_type": type(err).__name__,
-                "message": " ".join(message.split()), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }], ERROR_COLUMNS)
-            counts["failed"] += 1
-            _report(progress, index, len(jobs), case_id, "failed", str(err))
-            continue
-        write_records_tsv(result_file, records, columns)
-        error_file.unlink(missing_ok=True)
-        counts["done"] += 1
-        _report(progress, index, len(jobs), case_id, "done", f"{len(records)} row(s)")
+    from HCCAnalysisLib.engine.batch_run import remove_stale, work_through
+
+    remove_stale(out_dir)
+    counts, cancelled = work_through(jobs, ids, process_case, out_dir, progress, retry_failed, should_stop, trace)
     results_path, errors_path = merge_results(out_dir, ids)
     return BatchResult(out_dir, results_path, errors_path, counts["done"], counts["resumed"], counts["failed"],
                        len(jobs), cancelled)
@@ -257,31 +126,6 @@ def _run_locked(jobs, ids, process_case, out_dir, progress, retry_failed, should
 def _report(progress, index, total, case_id, status, message=""):
     if progress is not None:
         progress(BatchProgress(index, total, case_id, status, message))
-
-
-def merge_results(out_dir: str | Path, case_ids: Sequence[str]) -> tuple[Path, Path]:
-    """Merge per-case files, in `case_ids` order, into results.tsv and errors.tsv (atomically).
-
-    Values are copied as text, so the merged table is byte-for-byte what the cases wrote.
-    """
-    out_dir = Path(out_dir)
-    rows, columns, errors = [], [], []
-    for case_id in case_ids:
-        stem = case_file_stem(case_id)
-        result_file = out_dir / "cases" / f"{stem}.tsv"
-        if result_file.is_file():
-            with open(result_file, encoding="utf-8") as handle:
-                header = handle.readline().rstrip("\n").split("\t")
-            columns += [c for c in header if c and c not in columns]
-            rows += read_tsv(result_file)
-            continue
-        error_file = out_dir / "errors" / f"{stem}.tsv"
-        if error_file.is_file():
-            errors += read_tsv(error_file)
-    results_path, errors_path = out_dir / "results.tsv", out_dir / "errors.tsv"
-    write_records_tsv(results_path, rows, columns)
-    write_records_tsv(errors_path, errors, ERROR_COLUMNS)
-    return results_path, errors_path
 
 
 def print_progress(step: BatchProgress, stream: TextIO | None = None) -> None:
@@ -316,7 +160,8 @@ def file_case_processor(model: LoadedModel,
 
 
 def load_batch_inputs(cohort_dir: str | Path, task: str | None, model_ref: str | Path,
-                      device: str | None = "auto") -> tuple[Cohort, LoadedModel, DeviceChoice]:
+                      device: str | None = "auto", reading: CaseReading | None = None
+                      ) -> tuple[Cohort, LoadedModel, DeviceChoice]:
     """Resolve the cohort, the model (for `task`; None: the model's own task) and the device.
 
     Every check happens here, before any output is written.
@@ -329,7 +174,7 @@ def load_batch_inputs(cohort_dir: str | Path, task: str | None, model_ref: str |
 
     if task is not None:
         get_task(task)
-    cohort = load_cohort(cohort_dir, require_folders=False)  # a missing case folder fails that case only
+    cohort = load_cohort(cohort_dir, require_folders=False, reading=reading)  # a missing folder fails that case only
     choice = select_device(device)
     model = load_model(find_model(model_ref, task=task), choice.device, expected_task=task)
     return cohort, model, choice
@@ -337,8 +182,9 @@ def load_batch_inputs(cohort_dir: str | Path, task: str | None, model_ref: str |
 
 def run_cohort(cohort_dir: str | Path, task: str | None, model_ref: str | Path, out_dir: str | Path,
                device: str | None = "auto", progress: Callable[[BatchProgress], Any] | None = print_progress,
-               retry_failed: bool = True) -> BatchResult:
-    """`hcc batch` in one call: predict every case of a cohort folder, resumably.
+               retry_failed: bool = True, reading: CaseReading | None = None, jobs: int = 1) -> BatchResult:
+    """`hcc batch` in one call: predict every case of a cohort folder, resumably; `jobs` > 1:
+    that many worker processes, each with the model loaded once (the same tables as one).
 
     Console example (the same as `hcc batch --cohort ... --model ... --out ...`)::
 
@@ -346,12 +192,37 @@ def run_cohort(cohort_dir: str | Path, task: str | None, model_ref: str | Path, 
         result = run_cohort("SampleData/demo-cohort", None, "path/to/model", "out/batch")
         print(result.results_path, result.failed)
     """
-    cohort, model, choice = load_batch_inputs(cohort_dir, task, model_ref, device)
+    from HCCAnalysisLib.io.output_location import check_output_folder
+
+    check_output_folder(out_dir, [cohort_dir, model_ref], results=("results.tsv", "errors.tsv"))
+    cohort, model, choice = load_batch_inputs(cohort_dir, task, model_ref, device, reading)
     if progress is not None:
         progress(BatchProgress(0, len(cohort.records), "-", "started", f"{model.name} on {choice.description}"))
-    return run_batch(cohort.records, file_case_processor(model, choice.device), out_dir,
-                     settings=batch_settings(cohort_dir, model.card["task"], model), progress=progress,
-                     retry_failed=retry_failed)
+    if jobs < 1:
+        raise HCCInputError(f"--jobs {jobs}: must be at least 1")
+    if jobs == 1:
+        process: Any = file_case_processor(model, choice.device)
+    else:
+        from HCCAnalysisLib.engine.batch_run import CasePool
+
+        process = CasePool(model.directory, model.card["task"], str(choice.device), jobs)
+    try:
+        return run_batch(cohort.records, process, out_dir,
+                         settings=_with_reading(batch_settings(cohort_dir, model.card["task"], model), reading),
+                         progress=progress,
+                         retry_failed=retry_failed)
+    finally:
+        if jobs > 1:
+            process.close()
+
+
+def _with_reading(settings, reading):
+    """Non-default case-reading options are part of a run's identity: a resume must use the same."""
+    if reading is None or reading.is_default():
+        return settings
+    from dataclasses import asdict
+
+    return {**settings, "reading": asdict(reading)}
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -364,7 +235,10 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
                         help="on resume, leave cases that failed before alone")
-    parser.add_argument("--quiet", action="store_true", help="no per-case progress lines")
+    try:
+        parser.add_argument("--quiet", action="store_true", help="no per-case progress lines")
+    except argparse.ArgumentError:  # `hcc batch`: the CLI's global -q/--quiet is already there
+        pass
     return parser
 
 
@@ -377,10 +251,61 @@ def summarize(result: BatchResult, stream: TextIO | None = None) -> int:
     return 3 if result.failed else 0
 
 
+class LoggedProgress:
+    """`hcc batch`'s progress callback: one log line per case (a failure as a warning) and, on a
+    terminal, a bar with the rate and ETA over the cases (runtime/progress.py)."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, step: BatchProgress) -> None:
+        from HCCAnalysisLib.runtime.progress import progress
+
+        extra = f": {step.message}" if step.message else ""
+        level = logging.WARNING if step.status == "failed" else logging.INFO
+        _LOG.log(level, f"[{step.index}/{step.total}] {step.case_id} {step.status}{extra}")
+        if step.status == "started":
+            self.close()
+            self.bar = progress(total=step.total, desc="cases", unit="case")
+        elif self.bar is not None:
+            self.bar.update(1)
+            if step.index >= step.total:
+                self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def _cli_batch(args):
-    result = run_cohort(args.cohort, args.task, args.model, args.out, device=args.device,
-                        progress=None if args.quiet else print_progress, retry_failed=args.retry_failed)
-    return summarize(result)
+    from HCCAnalysisLib.data.reading_options import reading_from_args
+
+    if getattr(args, "batch_output", "print") == "log":  # `hcc batch`: messages on stderr, result on stdout
+        progress: Any = LoggedProgress()
+    else:  # `python -m HCCAnalysisLib.batch`, Slicer's batch script: the stdout lines scripts read
+        progress = None if args.quiet else print_progress
+    try:
+        result = run_cohort(args.cohort, args.task, args.model, args.out, device=args.device,
+                            progress=progress, retry_failed=args.retry_failed, reading=reading_from_args(args),
+                            jobs=getattr(args, "jobs", 1))
+    finally:
+        if isinstance(progress, LoggedProgress):
+            progress.close()
+    if not isinstance(progress, LoggedProgress):
+        return summarize(result)
+    state = "cancelled" if result.cancelled else "finished"
+    _LOG.log(logging.WARNING if result.failed else logging.INFO,
+             f"{state}: {result.done} processed, {result.resumed} from an earlier run, {result.failed} failed "
+             f"of {result.total}; errors: {result.errors_path}")
+    print(result.results_path)  # the result, alone on stdout
+    return 3 if result.failed else 0
+
+
+def _add_jobs_argument(parser):
+    """--jobs: the files path only (Slicer's batch script builds MRML nodes in its one process)."""
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes predicting cases side by side (default 1); under torchrun, per process")
 
 
 def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -390,8 +315,11 @@ def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Run one task's model on every case of a cohort folder. Finished cases are kept "
                     "(out/cases/); re-running the same command resumes. Exit status 3: some cases failed "
                     "(see out/errors.tsv).")
-    add_batch_arguments(parser)
-    parser.set_defaults(func=_cli_batch)
+    from HCCAnalysisLib.data.reading_options import add_case_reading_arguments
+
+    add_case_reading_arguments(add_batch_arguments(parser))  # files path only (not Scripts/batch.py's MRML)
+    _add_jobs_argument(parser)
+    parser.set_defaults(func=_cli_batch, batch_output="log")
     return parser
 
 
@@ -400,7 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m HCCAnalysisLib.batch ...`: the same as `hcc batch ...`."""
     import argparse
 
+    from HCCAnalysisLib.data.reading_options import add_case_reading_arguments
+
     parser = add_batch_arguments(argparse.ArgumentParser(prog="hcc batch", description=main.__doc__))
+    add_case_reading_arguments(parser)
+    _add_jobs_argument(parser)
     args = parser.parse_args(argv)
     try:
         return _cli_batch(args)

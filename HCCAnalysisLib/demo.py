@@ -11,6 +11,7 @@ The sample cases are real CT / MR tumours, not liver MRI: see SampleData/LICENSE
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,10 +52,15 @@ def run_held_out_through_mrml(model_dir: str | Path, case_dir: str | Path,
 
 
 def run_demo(out_dir: str | Path = "out/demo", epochs: int | None = None,
-             log: Callable[[str], Any] = print) -> dict[str, Any]:
+             log: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """The three demo steps into `out_dir`; messages go to `log` (default: this module's logger)."""
+    log = log or logging.getLogger(__name__).info
 
+    from HCCAnalysisLib.workflows import check_epochs
+
+    check_epochs(epochs)  # 0 is refused, not silently taken as the default
     out_dir = Path(out_dir)
-    epochs = epochs or DEMO_EPOCHS
+    epochs = DEMO_EPOCHS if epochs is None else epochs
     started = time.time()
     n_patients = len({line.split(",")[1] for line in (COHORT / "cases.csv").read_text().splitlines()[1:]})
     log(f"[1/3] {TASK}: leave-one-patient-out cross-validation on {n_patients} patients ({COHORT.name})")

@@ -12,7 +12,13 @@ TASKS: dict[str, Task] = registry().tasks
 
 
 def get_task(name: str) -> Task:
+    """The task called `name`; an unknown name is an HCCInputError naming the closest known ones."""
     try:
         return TASKS[name]
     except KeyError:
-        raise HCCInputError(f"unknown task '{name}'", hint=f"known tasks: {', '.join(sorted(TASKS))}") from None
+        from HCCAnalysisLib.methods.task_card import close_names
+
+        close = close_names(name, TASKS)
+        near = f"did you mean {', '.join(close)}? " if close else ""
+        raise HCCInputError(f"unknown task '{name}'",
+                            hint=f"{near}known tasks: {', '.join(sorted(TASKS))}; `hcc tasks` describes them") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -9,16 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+# engine.evaluate (scikit-learn, scipy.stats) and engine.train are imported where they are used:
+# `hcc predict` needs neither, and importing them cost it 1.4-3 s of start-up.
 from HCCAnalysisLib.engine import distributed
 from HCCAnalysisLib.data.cohort import load_cohort
+from HCCAnalysisLib.data.reading_options import CaseReading
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.engine.evaluate import cross_validate, load_samples, training_set
 from HCCAnalysisLib.engine.infer import predict_case, run_net
-from HCCAnalysisLib.models.package import CARD_NAME, load_model, save_model
-from HCCAnalysisLib.models.pretrained import describe_start, resolve_pretrained
+from HCCAnalysisLib.io.output_location import check_output_file, check_output_folder
+from HCCAnalysisLib.models.package import CARD_NAME, WEIGHTS_NAME, load_model, save_model
+from HCCAnalysisLib.models.pretrained import KNOWN_SOURCES, describe_start, resolve_pretrained
 from HCCAnalysisLib.tasks import get_task
+from HCCAnalysisLib.engine.class_check import check_classes, class_counts
 from HCCAnalysisLib.engine.device import resolve_device
-from HCCAnalysisLib.engine.train import fit
+from HCCAnalysisLib.runtime.extras import require_task_extras
+
+_LOG = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -56,8 +63,9 @@ def refuse_non_empty(out_dir: str | Path, overwrite: bool, what: str = "files") 
     refuse_existing_output(out_dir, overwrite, lambda folder: any(folder.iterdir()), what)
 
 
-def _refuse_existing_model(out_dir, overwrite):
+def _refuse_existing_model(out_dir, overwrite, cohort_dir=None):
     refuse_existing_output(out_dir, overwrite, lambda folder: (folder / CARD_NAME).exists(), "a model package")
+    check_output_folder(out_dir, [cohort_dir], results=(CARD_NAME, WEIGHTS_NAME))
 
 
 def _class_counts(task, samples):
@@ -70,32 +78,65 @@ def _class_counts(task, samples):
 def train_model(task_name: str, cohort_dir: str | Path, out_dir: str | Path,
                 phases: str | Sequence[str] | None = None, pretrained: str | Path | None = None,
                 epochs: int | None = None, seed: int = 0, device: str | torch.device | None = "auto",
-                overwrite: bool = False, log: Callable[[str], Any] = print) -> dict[str, Any]:
-    """Train on the whole cohort and write a model package; returns its card."""
-    task = get_task(task_name)
+                overwrite: bool = False, log: Callable[[str], Any] | None = None,
+                allow_missing_classes: bool = False, cache: str | Path | bool | None = None,
+                reading: CaseReading | None = None, resume: bool = False, workers: int | None = None,
+                precision: str | None = "auto", val_share: float | None = None,
+                net_options: Sequence[str] | None = None, sampler_options: Sequence[str] | None = None
+                ) -> dict[str, Any]:
+    """Train on the whole cohort and write a model package; returns its card. Messages go to
+    `log` (default: this module's logger). A cohort lacking a class of the task is refused
+    unless `allow_missing_classes` (then a loud warning). `cache`: the sample cache folder
+    (True: the default one; None: none), see data/sample_cache.py.
+
+    Each epoch leaves a checkpoint in `<out_dir>.partial/`; `resume` continues from it bit for
+    bit (engine/train_resume.py). `val_share`: that share of the patients is held out of training
+    and evaluated after every epoch. The package gets training_log.tsv and a TensorBoard log.
+    `net_options` / `sampler_options`: KEY=VALUE changes of the task's network arguments and sampler
+    options (Task.with_net_options / with_sampler_options), recorded in the card."""
+    from HCCAnalysisLib.data.sample_views import ConcatSamples, sample_targets, target_only
+    from HCCAnalysisLib.engine.evaluate import cohort_fingerprint, load_samples, training_set
+    from HCCAnalysisLib.engine.train import fit
+
+    log = log or _LOG.info
+    task = get_task(task_name).with_net_options(net_options).with_sampler_options(sampler_options)
+    require_task_extras(task)
     phases = parse_phases(task, phases)
     check_epochs(epochs)
-    _refuse_existing_model(out_dir, overwrite)
-    cohort = load_cohort(cohort_dir)
+    _refuse_existing_model(out_dir, overwrite, cohort_dir)
+    from HCCAnalysisLib.engine import train_resume
+
+    partial = train_resume.prepare_checkpoint_folder(out_dir, resume, overwrite)
+    cohort = load_cohort(cohort_dir, reading=reading)
+    train_records, held_records = train_resume.validation_share(cohort.records, val_share, seed, log)
     device = resolve_device(device)
     source = resolve_pretrained(pretrained, task, len(phases))  # None: the task's recipe; "none": random
     log(describe_start(source, task, len(phases)))
     started = time.time()
-    samples_by_case = load_samples(task, cohort, phases, seed, log)
-    base = [s for samples in samples_by_case.values() for s in samples]
-    train_samples = training_set(task, cohort.records, samples_by_case)
+    samples_by_case = load_samples(task, cohort, phases, seed, log, cache=cache)
+    base = ConcatSamples(list(samples_by_case.values()))  # a view: cached samples stay on disk
+    check_classes(task, class_counts(task, target_only(base)), cohort_dir, "training", allow_missing_classes, log)
+    val_samples = train_resume.validation_samples(held_records, samples_by_case)
+    train_samples = training_set(task, train_records, samples_by_case)
     net, history = fit(task, train_samples, device, seed=seed, epochs=epochs,
-                       pretrained_state=None if source is None else source[1], log=log)
+                       pretrained_state=None if source is None else source[1], log=log, workers=workers,
+                       precision=precision, val_samples=val_samples, checkpoint_dir=partial, resume=resume,
+                       run_settings=train_resume.run_key(cohort, phases, source, val_share))
     probs = run_net(net, base, __import__("torch").device("cpu"))
-    train_accuracy = float(np.mean(probs.argmax(axis=1) == np.array([s.target for s in base])))
+    train_accuracy = float(np.mean(probs.argmax(axis=1) == np.array(sample_targets(base))))
     card = {
         "task": task.name, "version": "local", "classes": list(task.classes), "phases": list(phases),
-        "net": task.net, "net_kwargs": dict(task.net_kwargs), "input_size": task.input_size, "seed": seed,
-        "description": task.one_line(),
-        "training": {"cohort": str(Path(cohort_dir).resolve()), "n_cases": len(cohort.records),
-                     "n_patients": len(cohort.patients()), "samples_per_class": _class_counts(task, base),
-                     "augmented_samples": len(train_samples), "pretrained": None if source is None else str(source[0]),
-                     "seconds": round(time.time() - started, 1), **{k: v for k, v in history.items() if k != "loss"},
+        "net": task.net, "net_kwargs": dict(task.net_kwargs), "sampler_kwargs": dict(task.sampler_kwargs),
+        "input_size": task.input_size, "seed": seed, "description": task.one_line(),
+        # the cohort by its folder's name and the hash of its cases: no local path in a package made to be shared
+        "training": {"cohort": Path(cohort_dir).resolve().name, "cohort_sha256": cohort_fingerprint(cohort),
+                     "n_cases": len(cohort.records),
+                     "n_patients": len(cohort.patients()), "samples_per_class": _class_counts(task, target_only(base)),
+                     "augmented_samples": len(train_samples),
+                     "pretrained": None if source is None else (source.name if source.name in KNOWN_SOURCES
+                                                                else Path(source[0]).name),
+                     "seconds": round(time.time() - started, 1),
+                     **{k: v for k, v in history.items() if k not in ("loss", "records")}, "val_share": val_share,
                      "final_loss": history["loss"][-1] if history["loss"] else None},
         "metrics": {"training_accuracy": train_accuracy,
                     "note": "resubstitution accuracy on the training cohort; use `hcc evaluate` for cross-validated metrics"},
@@ -103,6 +144,7 @@ def train_model(task_name: str, cohort_dir: str | Path, out_dir: str | Path,
     rank, _ = distributed.world()
     if rank == 0:
         card = save_model(out_dir, net, card)
+        train_resume.finish(out_dir, partial, history["records"])
         log(f"model package written to {out_dir} (training accuracy {train_accuracy:.3f})")
     distributed.shutdown()
     return card
@@ -111,34 +153,61 @@ def train_model(task_name: str, cohort_dir: str | Path, out_dir: str | Path,
 def evaluate_task(task_name: str, cohort_dir: str | Path, out_dir: str | Path, folds: int = 5, repeats: int = 1,
                   phases: str | Sequence[str] | None = None, pretrained: str | Path | None = None,
                   epochs: int | None = None, seed: int = 0, device: str | torch.device | None = "auto",
-                  log: Callable[[str], Any] = print, overwrite: bool = False) -> dict[str, Any]:
-    """Cross-validate a task on a cohort into `out_dir`; returns metrics.json's dict.
+                  log: Callable[[str], Any] | None = None, overwrite: bool = False,
+                  allow_missing_classes: bool = False, cache: str | Path | bool | None = None,
+                  reading: CaseReading | None = None, net_options: Sequence[str] | None = None,
+                  sampler_options: Sequence[str] | None = None, options: Any = None,
+                  dynamic_phases: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """Cross-validate a task on a cohort into `out_dir`; returns metrics.json's dict. `cache`: the
+    sample cache folder (True: the default one; None: none), see data/sample_cache.py.
 
     A folder holding an unfinished evaluation made with the same settings is resumed; one holding
     a finished evaluation or other files is refused unless `overwrite` (then the earlier
-    evaluation's files are removed first)."""
-    from HCCAnalysisLib.engine.evaluate import holds_other_output
+    evaluation's files are removed first). `options`: engine.evaluate.EvaluationOptions (test-time
+    augmentation, the per-epoch test curve, workers, precision). `dynamic_phases`: also write Jia
+    2019's time-signal intensity curves over these phases (tsic.tsv)."""
+    from HCCAnalysisLib.engine.evaluate import cross_validate, holds_other_output
 
-    task = get_task(task_name)
+    log = log or _LOG.info
+    task = get_task(task_name).with_net_options(net_options).with_sampler_options(sampler_options)
+    dynamic = _dynamic_phases(dynamic_phases)
+    require_task_extras(task)
     phases = parse_phases(task, phases)
     check_epochs(epochs)
     refuse_existing_output(out_dir, overwrite, holds_other_output,
                            "a finished evaluation or other files (an unfinished evaluation is resumed)")
-    cohort = load_cohort(cohort_dir)
+    check_output_folder(out_dir, [cohort_dir], results=("metrics.json", "predictions.tsv"))
+    cohort = load_cohort(cohort_dir, reading=reading)
     n_patients = len(cohort.patients())
     if folds < 2 or folds > n_patients:  # before any case is loaded
         raise HCCInputError(f"{folds} folds asked for {n_patients} patients", hint="use 2 <= folds <= patients")
+    if repeats < 1:
+        raise HCCInputError(f"--repeats {repeats}: must be at least 1", hint="an evaluation with no repeat has no result")
     source = resolve_pretrained(pretrained, task, len(phases))  # None: the task's recipe; "none": random
     log(describe_start(source, task, len(phases)))
     metrics = cross_validate(task, cohort, phases, out_dir, folds, repeats, seed, resolve_device(device),
                              None if source is None else source[1], epochs, log,
-                             pretrained=None if source is None else str(Path(source[0]).resolve()), fresh=overwrite)
+                             pretrained=None if source is None else source.name, fresh=overwrite,
+                             allow_missing_classes=allow_missing_classes, cache=cache, options=options)
+    if dynamic:
+        from HCCAnalysisLib.methods.jia2019.tsic import TSIC_FILE, cohort_curves, write_curves
+
+        write_curves(Path(out_dir) / TSIC_FILE, cohort_curves(task, cohort, dynamic, seed), dynamic)
+        log(f"time-signal intensity curves over {', '.join(dynamic)} written to {Path(out_dir) / TSIC_FILE}")
     for name, value in metrics["summary"].items():
         over = f"over {value.get('n_repeats', 1)} repeat(s)" if value.get("over") == "repeats" else "over folds"
         per_fold = value.get("per_fold", value)
         log(f"  {name:12s} {value['mean']:.3f} +- {value['sd']:.3f} {over};  per fold "
             f"{per_fold['mean']:.3f} +- {per_fold['sd']:.3f} ({value['n_folds']} folds)")
     return metrics
+
+
+def _dynamic_phases(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    from HCCAnalysisLib.methods.jia2019.tsic import parse_dynamic_phases
+
+    return parse_dynamic_phases(text)
 
 
 def case_fields(case_dir: str | Path, cases_csv: str | Path | None = None, case_id: str | None = None,
@@ -163,16 +232,18 @@ def case_fields(case_dir: str | Path, cases_csv: str | Path | None = None, case_
 
 def predict_folder(model_dir: str | Path, case_dir: str | Path, out_path: str | Path,
                    device: str | torch.device | None = "auto", case_id: str | None = None,
-                   patient_id: str | None = None, fields: dict[str, str] | None = None) -> Prediction:
+                   patient_id: str | None = None, fields: dict[str, str] | None = None,
+                   reading: CaseReading | None = None) -> Prediction:
 
     """Run a model package on one case folder (with its table fields) and write the per-lesion TSV."""
     from HCCAnalysisLib.data.case_loading import load_for_task
 
     if Path(out_path).is_dir():
         raise HCCInputError("is a folder; --out names the results TSV file to write", out_path)
+    check_output_file(out_path, [case_dir, model_dir])
     device = resolve_device(device)
     model = load_model(model_dir, device)
-    case = load_for_task(case_dir, model.task, model.card["phases"], case_id, patient_id, fields)
+    case = load_for_task(case_dir, model.task, model.card["phases"], case_id, patient_id, fields, reading=reading)
     prediction = predict_case(model, case, device=device)
     prediction.write_tsv(out_path)
     return prediction

@@ -4,10 +4,20 @@
 it costs seconds.
 """
 
+import atexit
+import os
+import shutil
+import tempfile
 import types
 from pathlib import Path
 
 import pytest
+
+# The CLI caches samples by default (data/sample_cache.py): tests, and the commands they start,
+# use a cache of their own, removed at the end, never the user's ~/.cache/hccanalysis.
+if not os.environ.get("HCC_CACHE_DIR"):
+    os.environ["HCC_CACHE_DIR"] = tempfile.mkdtemp(prefix="hcc-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["HCC_CACHE_DIR"], True)
 
 # Module logics that exist in the slicer-core wheel, registered under Slicer's module names so
 # that vtkSlicerApplicationLogic.GetModuleLogic(name) finds them as it does in the application.

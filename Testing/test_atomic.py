@@ -126,3 +126,51 @@ def test_temporary_names_are_fresh_and_hidden(tmp_path, monkeypatch):
         Path(first).write_text("1")
         Path(second).write_text("2")
     assert (tmp_path / "x.txt").read_text() == "1"  # the outer block finished last
+
+
+# ---------------------------------------------------------------- whole folders (issue 14) --------
+
+def test_atomic_folder_replaces_a_folder_as_a_whole(tmp_path):
+    target = tmp_path / "package"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic.atomic_folder(target) as new:
+        (new / "new.txt").write_text("new")
+        assert sorted(p.name for p in target.iterdir()) == ["old.txt"]  # untouched until the block ends
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["package"]
+
+
+def test_atomic_folder_failure_keeps_the_old_folder_and_leaves_nothing(tmp_path):
+    target = tmp_path / "package"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_folder(target) as new:
+            (new / "new.txt").write_text("half")
+            raise RuntimeError("the writer failed")
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["package"]
+
+
+def test_recover_folder_restores_the_old_one_when_no_new_one_is_complete(tmp_path):
+    target = tmp_path / "package"
+    aside = tmp_path / ".package.0badc0de.old"  # killed after the old went aside, no .ready folder
+    aside.mkdir()
+    (aside / "old.txt").write_text("old")
+    partial = tmp_path / ".package.12345678.partial"
+    partial.mkdir()
+    lines = []
+    atomic.recover_folder(target, lines.append)
+    assert (target / "old.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["package"]
+    assert len(lines) == 1 and "restored the previous version" in lines[0]
+
+
+def test_failed_write_removes_the_folders_it_made(tmp_path):
+    target = tmp_path / "new" / "deeper" / "out.txt"
+    with pytest.raises(ValueError):
+        with atomic_path(target) as tmp:
+            Path(tmp).write_text("half")
+            raise ValueError("the caller failed")
+    assert sorted(tmp_path.iterdir()) == []

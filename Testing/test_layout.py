@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "HCCAnalysisLib"
 PUBLIC_FACES = {"__init__", "cli", "errors", "atomic", "workflows", "demo", "batch", "tasks"}
 PACKAGES = {"io", "data", "methods", "nets", "losses", "clinical", "engine", "models", "stats", "report",
-            "slicer_io", "panel"}
+            "slicer_io", "panel", "runtime"}
 
 
 def test_top_level_holds_only_public_faces_and_packages():

@@ -33,6 +33,19 @@ BENCHMARKS = {
     "bench_case_analysis.py": ("results_case_analysis.md", ["--out", "{out}"], 180, True),
     "bench_memory.py": ("results_memory.md", ["--out", "{out}"], 180, True),
     "bench_kill_resume.py": ("results_kill_resume.md", ["--out", "{out}"], 600, True),
+    "bench_liang_global.py": ("results_liang_global.md", ["--out", "{out}", "--case", "breast1", "--rounds", "2"],
+                              1200, True),
+    "bench_inference_layout.py": ("results_inference_layout.md", ["--out", "{out}"], 900, True),
+    # OpenMP wait policy / thread count, quiet and under a competing load (issue 15).
+    "bench_threads.py": ("results_threads.md", ["--out", "{out}"], 600, True),
+    # Sample cache (issue 15): a second evaluation from the cache vs reading the images again, and
+    # peak memory of training against the number of cases (samples in memory vs on disk).
+    "bench_cache.py": ("results_cache.md", ["--out", "{out}"], 900, True),
+    "bench_memory_cohort.py": ("results_memory_cohort.md", ["--out", "{out}"], 1800, True),
+    # samples/s per family, fit against a bare loop, FLOPs against the matmul limit (issue 15).
+    "bench_training_throughput.py": ("results_training_throughput.md", ["--out", "{out}"], 900, True),
+    # Liang 2018's phase registration: residual misalignment on real CT with known deformations.
+    "bench_liang_registration.py": ("results_liang_registration.md", ["--out", "{out}"], 900, True),
 }
 
 

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import chi2_contingency
 
 from HCCAnalysisLib.clinical.schema_fields import MISSING_TOKENS
 from HCCAnalysisLib.errors import HCCInputError
@@ -151,6 +150,8 @@ def _test_one(name, pairs, outcome_levels, threshold, alpha):
     if len(levels) < 2 or used.shape[1] < 2:
         return FactorTest(statistic=float("nan"), dof=0, p_value=float("nan"),
                           note="fewer than two levels among the rows with this factor", **base)
+    from scipy.stats import chi2_contingency  # here: the clinical schemas (hcc tasks, predict) need no scipy.stats
+
     result = chi2_contingency(used, correction=False)  # Pearson, as seed 002 Table 1
     small = int(np.sum(result.expected_freq < 5))
     note = f"expected count < 5 in {small} cell(s)" if small else ""

@@ -1,28 +1,35 @@
 """Case: the named phase images of one examination, its lesions and its table fields.
 
 A case folder holds one image per phase or sequence, named by it (`arterial.nrrd`,
-`T2.nii.gz`, a DICOM series folder), and one segmentation: a label map
-`labels.nrrd` / `labels.nii.gz` (1 = liver, 2 = lesion by default) or a Slicer
-`.seg.nrrd` with named segments. Phases need not share geometry: every sampler works
-on the segmentation grid and reads each phase through physical coordinates.
+`T2.nii.gz`, a DICOM series folder; `--phase CT=image` maps other names), and one segmentation:
+a label map (`labels.nrrd`, `mask.nii.gz`, a TotalSegmentator map...; 1 = liver, 2 = lesion by
+default, `--liver-label` / `--lesion-label` otherwise), a Slicer `.seg.nrrd` or a DICOM SEG with
+named segments (case_files.py: how it is told apart from the phases; segments.py: which labels
+are liver and lesions). Phases need not share geometry: every sampler works on the segmentation
+grid and reads each phase through physical coordinates.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from HCCAnalysisLib.data.case_files import SEGMENTATION_STEMS, describe_missing_phases, find_case_files
+from HCCAnalysisLib.data.reading_options import CaseReading
+from HCCAnalysisLib.data.segments import LIVER_SEGMENT_NAMES, MIN_LESION_VOXELS, as_images, select_liver_and_lesions
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.io.images import image_suffix, read_image, read_label_image
+from HCCAnalysisLib.io.dicom_seg import is_dicom_seg, read_dicom_seg
+from HCCAnalysisLib.io.images import image_suffix, read_image
+from HCCAnalysisLib.io.segmentation import SegmentationFile, empty_grid, read_label_map_file, read_seg_nrrd_file
 
-SEGMENTATION_STEMS = ("labels", "segmentation")
-LIVER_SEGMENT_NAMES = ("liver",)
-MIN_LESION_VOXELS = 2
+__all__ = ["Case", "CaseReading", "LabelValues", "Lesion", "LIVER_SEGMENT_NAMES", "MIN_LESION_VOXELS",
+           "SEGMENTATION_STEMS", "check_overlap", "find_case_files", "lesions_from_labelmap", "load_case",
+           "read_seg_nrrd", "read_segmentation", "validate_lesions"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class Lesion:
     lesion_id: str
     name: str
     mask: sitk.Image  # uint8 0/1 on the segmentation grid
+    warnings: list[str] = field(default_factory=list)  # e.g. lying outside the liver: in the output row
 
 
 @dataclass
@@ -115,82 +123,48 @@ def check_overlap(image: sitk.Image, mask: sitk.Image, phase: str, source: str |
                             "the lesion must lie inside every phase image")
 
 
+def _lesions(selected, grid) -> tuple[list[Lesion], sitk.Image | None]:
+    lesions, liver = as_images(selected, grid)
+    return [Lesion(i, n, mask, list(w)) for i, n, mask, w in lesions], liver
+
+
 def lesions_from_labelmap(labelmap: sitk.Image, values: LabelValues, source: str | Path
                           ) -> tuple[list[Lesion], sitk.Image | None]:
     """Split the lesion label into connected components, largest first: each one is a lesion."""
-    array = sitk.GetArrayViewFromImage(labelmap)
-    present = sorted(int(v) for v in np.unique(array))
-    if not np.any(array == values.lesion):
-        raise HCCInputError(
-            f"has no voxel with the lesion label {values.lesion} (values present: {present})", source,
-            "set the lesion label value (e.g. --lesion-label) or check the segmentation")
-    unexpected = [v for v in present if v not in (0, values.liver, values.lesion)]
-    if unexpected:
-        raise HCCInputError(
-            f"has unexpected label values {unexpected} (expected 0, liver {values.liver}, lesion {values.lesion})",
-            source, "relabel the map or pass the right liver/lesion values")
-    lesion = sitk.Cast(labelmap == values.lesion, sitk.sitkUInt8)
-    components = sitk.RelabelComponent(sitk.ConnectedComponent(lesion), sortByObjectSize=True)
-    n = int(sitk.GetArrayViewFromImage(components).max())
-    lesions = [Lesion(str(i), f"lesion {i}", sitk.Cast(components == i, sitk.sitkUInt8)) for i in range(1, n + 1)]
-    liver = None
-    if np.any(array == values.liver):
-        liver = sitk.Cast((labelmap == values.liver) | (labelmap == values.lesion), sitk.sitkUInt8)
-    return lesions, liver
+    labels = sitk.GetArrayFromImage(labelmap).astype(np.int64, copy=False)
+    grid = empty_grid(labelmap.GetSize(), labelmap.GetSpacing(), labelmap.GetOrigin(), labelmap.GetDirection())
+    reading = CaseReading() if values == LabelValues() else CaseReading((str(values.liver),), (str(values.lesion),))
+    selected = select_liver_and_lesions(SegmentationFile(Path(source), grid, labels=labels), reading)
+    return _lesions(selected, labelmap)
+
+
+def read_segmentation(path: str | Path, reading: CaseReading = CaseReading()
+                      ) -> tuple[sitk.Image, list[Lesion], sitk.Image | None]:
+    """Any segmentation file (label map, .seg.nrrd, DICOM SEG file or folder) -> the 0/1/2 map on
+    its grid, its lesions and its liver mask, by the labels `reading` names."""
+    path = Path(path)
+    if path.is_dir():
+        files = [f for f in sorted(path.iterdir()) if f.is_file() and not f.name.startswith(".")]
+        if len(files) != 1 or not is_dicom_seg(files[0]):
+            raise HCCInputError("is a folder; a segmentation is one file (or a folder with one DICOM SEG)", path)
+        path = files[0]
+    if path.name.lower().endswith(".seg.nrrd"):
+        seg = read_seg_nrrd_file(path)
+    elif not image_suffix(path) and is_dicom_seg(path):
+        seg = read_dicom_seg(path)
+    elif not image_suffix(path):
+        raise HCCInputError("is not a segmentation we read (label map image, .seg.nrrd, DICOM SEG)", path)
+    else:
+        seg = read_label_map_file(path)
+    selected = select_liver_and_lesions(seg, reading)
+    lesions, liver = _lesions(selected, seg.grid)
+    return selected.segmentation, lesions, liver
 
 
 def read_seg_nrrd(path: str | Path, lesion_names: Sequence[str] | None = None
                   ) -> tuple[sitk.Image, list[Lesion], sitk.Image | None]:
     """A Slicer .seg.nrrd: segments named 'liver' give the liver, the others (or `lesion_names`) lesions."""
-    import slicerio
-
-    try:
-        seg = slicerio.read_segmentation(str(path))
-    except Exception as err:  # slicerio raises plain exceptions for malformed headers
-        raise HCCInputError(f"could not be read as a Slicer segmentation: {err}", path) from None
-    voxels = np.asarray(seg["voxels"])
-    if voxels.ndim == 4:  # several layers: segments may overlap
-        layers = [voxels[..., k] for k in range(voxels.shape[-1])]
-    else:
-        layers = [voxels]
-    ijk_to_lps = np.asarray(seg["ijkToLPS"], dtype=float)
-    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
-    direction = ijk_to_lps[:3, :3] / spacing
-    segments = seg["segments"]
-    names = [s.get("name", s.get("id", "")) for s in segments]
-    if lesion_names:
-        missing = [n for n in lesion_names if n not in names]
-        if missing:
-            raise HCCInputError(f"has no segment named {missing}", path, f"segments: {names}")
-
-    def to_image(mask_ijk: np.ndarray) -> sitk.Image:
-        image = sitk.GetImageFromArray(np.ascontiguousarray(mask_ijk.transpose(2, 1, 0)))
-        image.SetSpacing(spacing.tolist())
-        image.SetOrigin(ijk_to_lps[:3, 3].tolist())
-        image.SetDirection(direction.flatten().tolist())
-        return image
-
-    lesions, liver = [], None
-    for segment, name in zip(segments, names):
-        layer = layers[int(segment.get("layer", 0))]
-        mask = layer == int(segment["labelValue"])
-        if name.lower() in LIVER_SEGMENT_NAMES:
-            liver = mask if liver is None else liver | mask
-        elif not lesion_names or name in lesion_names:
-            lesions.append((str(segment.get("id", name)), name, mask))
-    if not lesions:
-        raise HCCInputError("has no lesion segment", path, f"segments: {names}")
-    # Same layout as the label-map route: a 1 (liver) / 2 (lesion) map, liver mask = liver + lesions.
-    labels = np.zeros(layers[0].shape, dtype=np.uint16)
-    if liver is not None:
-        labels[liver] = 1
-    for _, _, mask in lesions:
-        labels[mask] = 2
-    segmentation = to_image(labels)
-    if liver is not None:
-        liver = to_image((labels > 0).astype(np.uint8))
-    lesions = [Lesion(lesion_id, name, to_image(mask.astype(np.uint8))) for lesion_id, name, mask in lesions]
-    return segmentation, lesions, liver
+    return read_segmentation(path, CaseReading(lesion_labels=tuple(lesion_names or ())))
 
 
 def validate_lesions(lesions: Sequence[Lesion], segmentation: sitk.Image, source: str | Path) -> None:
@@ -203,50 +177,27 @@ def validate_lesions(lesions: Sequence[Lesion], segmentation: sitk.Image, source
                                 source, "remove the stray label")
 
 
-def find_case_files(folder: str | Path) -> tuple[dict[str, Path], Path]:
-    """Map phase name -> file or DICOM folder, and the segmentation file, of one case folder."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise HCCInputError("case folder does not exist", folder)
-    phases, segmentations = {}, []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        suffix = image_suffix(entry)
-        if entry.is_dir():
-            phases[entry.name] = entry
-        elif suffix == ".seg.nrrd":
-            segmentations.append(entry)
-        elif suffix:
-            stem = entry.name[: -len(suffix)]
-            if stem.lower() in SEGMENTATION_STEMS:
-                segmentations.append(entry)
-            else:
-                phases[stem] = entry
-    if not segmentations:
-        raise HCCInputError("has no segmentation (labels.nrrd, labels.nii.gz or *.seg.nrrd)", folder)
-    if len(segmentations) > 1:
-        raise HCCInputError(f"has several segmentations: {[s.name for s in segmentations]}", folder,
-                            "keep exactly one")
-    return phases, segmentations[0]
-
-
 def load_case(folder: str | Path, case_id: str | None = None, patient_id: str | None = None,
               phases: Sequence[str] | None = None, fields: dict[str, Any] | None = None,
-              label_values: LabelValues = LabelValues(), lesion_names: Sequence[str] | None = None) -> Case:
-    """Load one case folder; `phases` restricts (and requires) the phases that are read."""
+              label_values: LabelValues = LabelValues(), lesion_names: Sequence[str] | None = None,
+              reading: CaseReading | None = None) -> Case:
+    """Load one case folder; `phases` restricts (and requires) the phases that are read.
+
+    `reading` (labels, segmentation pattern, phase mapping) applies with the case's own cases.csv
+    columns (`fields`: liver_label, lesion_label, segmentation, phase_map) taking precedence."""
     folder = Path(folder)
-    available, seg_path = find_case_files(folder)
+    reading = reading or CaseReading()
+    if label_values != LabelValues():
+        reading = replace(reading, liver_labels=(str(label_values.liver),), lesion_labels=(str(label_values.lesion),))
+    if lesion_names:
+        reading = replace(reading, lesion_labels=tuple(lesion_names))
+    reading = reading.for_case(fields)
+    available, seg_path = find_case_files(folder, reading)
     wanted = list(phases) if phases else list(available)
     missing = [p for p in wanted if p not in available]
     if missing:
-        raise HCCInputError(f"has no phase {missing}", folder,
-                            f"phases present: {', '.join(available) or 'none'}")
-    if seg_path.name.lower().endswith(".seg.nrrd"):
-        segmentation, lesions, liver = read_seg_nrrd(seg_path, lesion_names)
-    else:
-        segmentation = read_label_image(seg_path)
-        lesions, liver = lesions_from_labelmap(segmentation, label_values, seg_path)
+        raise HCCInputError(f"has no phase {missing}", folder, describe_missing_phases(missing, available, reading))
+    segmentation, lesions, liver = read_segmentation(seg_path, reading)
     validate_lesions(lesions, segmentation, seg_path)
     images = {phase: read_image(available[phase]) for phase in wanted}
     for phase, image in images.items():
@@ -255,3 +206,16 @@ def load_case(folder: str | Path, case_id: str | None = None, patient_id: str | 
     fields = dict(fields or {})
     return Case(case_id or folder.name, patient_id or case_id or folder.name, images, segmentation,
                 lesions, liver, labels=fields, clinical=fields, source=str(folder))
+
+
+def add_lesion_warnings(rows: Sequence[Any], case: Any) -> None:
+    """Give prediction rows a `warnings` column when a lesion of `case` has any (e.g. it lies
+    outside the liver): the odd input is named in the output table, not analysed in silence.
+    Rows of other lesions and background ROIs get an empty cell, so the column is whole."""
+    by_id = {lesion.lesion_id: lesion.warnings for lesion in getattr(case, "lesions", []) or []
+             if getattr(lesion, "warnings", None)}
+    if not by_id:
+        return
+    for row in rows:
+        warnings = by_id.get(row.lesion_id, []) if row.kind == "lesion" else []
+        row.extras["warnings"] = "; ".join(warnings)

@@ -11,11 +11,14 @@ import importlib
 from HCCAnalysisLib.errors import HCCInputError
 
 if TYPE_CHECKING:
+    from HCCAnalysisLib.data.reading_options import CaseReading
     from HCCAnalysisLib.data.case import Case
     from HCCAnalysisLib.data.microscopy_case import MicroscopyCase
     from HCCAnalysisLib.methods.task import Task
 
-# task.loader -> (module in this package, function(folder, case_id, patient_id, phases, fields))
+# task.loader -> (module in this package, function(folder, case_id, patient_id, phases, fields)),
+# the volumes loader also takes `reading` (labels, segmentation, phase map).
+READING_LOADERS = ("volumes",)
 LOADERS = {
     "volumes": ("case", "load_case"),
     "microscopy": ("microscopy_case", "load_microscopy_case"),
@@ -23,13 +26,19 @@ LOADERS = {
 
 
 def load_for_task(folder: str | Path, task: Task | None = None, phases: Sequence[str] | None = None,
-                  case_id: str | None = None, patient_id: str | None = None, fields: dict[str, Any] | None = None
-                  ) -> Case | MicroscopyCase:
-    """Load one case folder the way `task` reads it (volumes when no task is given)."""
+                  case_id: str | None = None, patient_id: str | None = None, fields: dict[str, Any] | None = None,
+                  reading: CaseReading | None = None) -> Case | MicroscopyCase:
+    """Load one case folder the way `task` reads it (volumes when no task is given); `reading`
+    (CaseReading) applies to radiology volumes, and is refused for other loaders."""
     kind = getattr(task, "loader", "volumes")
     try:
         module_name, function_name = LOADERS[kind]
     except KeyError:
         raise HCCInputError(f"task {task.name} names an unknown loader '{kind}'") from None
     loader = getattr(importlib.import_module(f"{__package__}.{module_name}"), function_name)
+    if kind in READING_LOADERS:
+        return loader(folder, case_id=case_id, patient_id=patient_id, phases=phases, fields=fields, reading=reading)
+    if reading is not None and not reading.is_default():
+        raise HCCInputError(f"the options --liver-label, --lesion-label, --segmentation and --phase read radiology "
+                            f"cases; task {task.name} reads {kind} images", folder)
     return loader(folder, case_id=case_id, patient_id=patient_id, phases=phases, fields=fields)

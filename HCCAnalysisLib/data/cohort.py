@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from HCCAnalysisLib.data.case_loading import load_for_task
+from HCCAnalysisLib.data.reading_options import CaseReading
 from HCCAnalysisLib.errors import HCCInputError
 
 if TYPE_CHECKING:
@@ -26,10 +27,12 @@ class CaseRecord:
     patient_id: str
     folder: Path
     fields: dict[str, Any] = field(default_factory=dict)
+    reading: CaseReading = CaseReading()  # labels, segmentation pattern, phase map (+ the row's own columns)
 
     def load(self, phases: Sequence[str] | None = None, task: Task | None = None) -> Case | MicroscopyCase:
         """The case as `task` reads it (radiology volumes by default)."""
-        return load_for_task(self.folder, task, phases, self.case_id, self.patient_id, self.fields)
+        return load_for_task(self.folder, task, phases, self.case_id, self.patient_id, self.fields,
+                             reading=self.reading)
 
 
 @dataclass
@@ -76,8 +79,11 @@ def read_cases_table(table: "str | Path") -> "tuple[list[str], list[dict[str, st
     return columns, rows
 
 
-def load_cohort(folder: str | Path, require_folders: bool = True) -> Cohort:
+def load_cohort(folder: str | Path, require_folders: bool = True, reading: CaseReading | None = None) -> Cohort:
     """Read and check `cases.csv`; case folders are checked to exist, not yet loaded.
+
+    `reading` (command-line label / segmentation / phase options) goes with every record; a row's
+    own columns liver_label, lesion_label, segmentation, phase_map override it for that case.
 
     `require_folders=False` (the batch engine) keeps a case without its folder in the list, so
     that it fails on its own (errors.tsv) instead of stopping the whole cohort."""
@@ -109,5 +115,9 @@ def load_cohort(folder: str | Path, require_folders: bool = True) -> Cohort:
         if require_folders and not case_folder.is_dir():
             raise HCCInputError(f"case '{case_id}' (line {line}) has no folder {case_folder.name}/", table)
         fields = {k: (v or "").strip() for k, v in row.items() if k not in REQUIRED_COLUMNS and k is not None}
-        records.append(CaseRecord(case_id, patient_id, case_folder, fields))
+        try:
+            (reading or CaseReading()).for_case(fields)  # a malformed per-case column: refused here, by line
+        except HCCInputError as err:
+            raise HCCInputError(f"line {line}: {err}", table) from None
+        records.append(CaseRecord(case_id, patient_id, case_folder, fields, reading or CaseReading()))
     return Cohort(folder, records)

@@ -10,18 +10,67 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.methods.meng2019.tiles import PIL_SUFFIXES, TIFF_SUFFIXES, image_from_vector_volume_node, read_microscopy_image
+from HCCAnalysisLib.io.paths import check_exists
+from HCCAnalysisLib.methods.meng2019.tiles import (PIL_SUFFIXES, TIFF_SUFFIXES, image_from_vector_volume_node,
+                                                   pyramid_level, read_microscopy_image)
 
 if TYPE_CHECKING:
     import slicer
 
 IMAGE_SUFFIXES = PIL_SUFFIXES + TIFF_SUFFIXES
+# Pixels of the image (or pyramid level) that is read, checked from its header before decoding:
+# 2^28 (16384 x 16384) is 64 tiles of the paper's 2048 x 2048 images; a PNG whose header claims
+# more is refused (a decompression bomb). Override with HCCANALYSIS_MAX_MICROSCOPY_MPIXELS.
+DEFAULT_MAX_PIXELS = 1 << 28
+
+
+def _max_pixels() -> float:
+    value = os.environ.get("HCCANALYSIS_MAX_MICROSCOPY_MPIXELS")
+    return float(value) * 1e6 if value else float(DEFAULT_MAX_PIXELS)
+
+
+def _header_size(path: Path, downsample: float) -> tuple[int, int]:
+    """(width, height) of what would be decoded, read from the file's header only."""
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        from HCCAnalysisLib.runtime.extras import require
+
+        tifffile = require("tifffile", "microscopy", f"reading {path} (TIFF / SVS)")
+        with tifffile.TiffFile(path) as tif:
+            levels = tif.series[0].levels
+            widths = [lv.shape[lv.axes.index("X")] for lv in levels]
+            chosen = levels[pyramid_level(widths, downsample)]
+            return chosen.shape[chosen.axes.index("X")], chosen.shape[chosen.axes.index("Y")]
+    from PIL import Image
+
+    with Image.open(path) as image:  # reads the header; pixels are decoded later
+        return image.size
+
+
+def check_microscopy_file(path: str | Path, downsample: float = 1.0) -> None:
+    """Refuse an empty, unreadable (truncated, not the format its name says) or oversized image
+    file before its pixels are decoded."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise HCCInputError("is empty (0 bytes)", path, "the file was not copied completely: copy it again")
+    try:
+        width, height = _header_size(path, downsample)
+    except (HCCInputError, ImportError):
+        raise
+    except Exception as err:  # Pillow / tifffile raise many types (incl. DecompressionBombError)
+        kind = "TIFF" if path.suffix.lower() in TIFF_SUFFIXES else path.suffix.lstrip(".").upper()
+        raise HCCInputError(f"cannot be read as a {kind} image (truncated, corrupt or another format?): "
+                            f"{str(err)[:200]}", path) from None
+    if width * height > _max_pixels():
+        raise HCCInputError(f"is {width} x {height} pixels ({width * height / 1e6:.0f} MP), more than the "
+                            f"{_max_pixels() / 1e6:.0f} MP limit (a decompression bomb?)", path,
+                            "crop or downsample it, or raise HCCANALYSIS_MAX_MICROSCOPY_MPIXELS")
 
 
 @dataclass
@@ -53,11 +102,9 @@ def _check_phases(phases, source):
 
 def find_microscopy_image(folder: str | Path) -> Path:
     """The one image file of a microscopy case folder (a file path is taken as it is)."""
-    folder = Path(folder)
+    folder = check_exists(folder, "case folder")
     if folder.is_file():
         return folder
-    if not folder.is_dir():
-        raise HCCInputError("case folder does not exist", folder)
     images = sorted(p for p in folder.iterdir()
                     if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
@@ -76,7 +123,13 @@ def load_microscopy_case(folder: str | Path, case_id: str | None = None, patient
     """Load the one image of a microscopy case folder (or an image file) into a MicroscopyCase."""
     path = find_microscopy_image(folder)
     _check_phases(phases, path)
-    image = read_microscopy_image(path, downsample=downsample)
+    check_microscopy_file(path, downsample)
+    try:
+        image = read_microscopy_image(path, downsample=downsample)
+    except HCCInputError:
+        raise
+    except Exception as err:  # a decoder's own error on data the header check could not see
+        raise HCCInputError(f"pixel data cannot be decoded (truncated or corrupt?): {str(err)[:200]}", path) from None
     case_id = case_id or (Path(folder).name if Path(folder).is_dir() else path.stem)
     return MicroscopyCase(case_id, patient_id or case_id, image, dict(fields or {}), str(path))
 

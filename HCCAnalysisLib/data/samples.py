@@ -16,6 +16,33 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class GridGeometry:
+    """A voxel grid in physical space (SimpleITK order: x, y, z), hashable and picklable: the grid a
+    sample was resampled onto when that is not the case's own (Zhen 2020's 0.7 x 0.7 x 7 mm grid)."""
+
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: Any) -> GridGeometry:
+        """The geometry of a SimpleITK image."""
+        return cls(tuple(int(v) for v in image.GetSize()), tuple(float(v) for v in image.GetSpacing()),
+                   tuple(float(v) for v in image.GetOrigin()), tuple(float(v) for v in image.GetDirection()))
+
+    def empty_image(self) -> Any:
+        """A float32 SimpleITK image of zeros on this grid."""
+        import SimpleITK as sitk
+
+        image = sitk.Image(list(self.size), sitk.sitkFloat32)
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+        return image
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where a sample's 2D image input came from on the case's segmentation grid.
 
@@ -30,11 +57,14 @@ class Placement:
     y1: int
     x0: int
     x1: int
+    # None: the box lies on the case's own grid (segmentation grid, or the microscopy image);
+    # else on this grid, which saliency.paste_maps resamples onto the case's grid.
+    grid: "GridGeometry | None" = None
 
     @classmethod
-    def of(cls, z: int, box: Sequence[int]) -> Placement:
+    def of(cls, z: int, box: Sequence[int], grid: GridGeometry | None = None) -> Placement:
         """From a slice index and a (y0, y1, x0, x1) box as the samplers compute them."""
-        return cls(int(z), *(int(v) for v in box))
+        return cls(int(z), *(int(v) for v in box), grid=grid)
 
 
 @dataclass

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
+
+from HCCAnalysisLib.engine.shared_inputs import stack_sample_inputs
 
 
 def stack_inputs(samples: list, device: "torch.device | str | None" = None) -> dict[str, torch.Tensor]:
     """Samples -> dict of batched tensors (one per input name)."""
-    names = samples[0].inputs.keys()
-    out = {k: torch.from_numpy(np.stack([s.inputs[k] for s in samples])) for k in names}
+    # shared inputs (Liang's global ROI) come as their distinct entries + `<name>_index`
+    out = stack_sample_inputs(samples)
     return {k: v.to(device) for k, v in out.items()} if device is not None else out

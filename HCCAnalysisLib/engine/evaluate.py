@@ -10,29 +10,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from HCCAnalysisLib.atomic import atomic_path, write_text_atomic
+from HCCAnalysisLib.atomic import write_text_atomic
+from HCCAnalysisLib.engine.class_check import check_classes, class_counts
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.engine.infer import aggregate, make_samples, run_net
-from HCCAnalysisLib.stats.metrics import fold_metrics, summarise
-from HCCAnalysisLib.models.package import library_versions
-from HCCAnalysisLib.data.prediction import write_records_tsv
+from HCCAnalysisLib.engine.infer import make_samples
+from HCCAnalysisLib.engine.scoring import score_samples, scored_views, write_evaluation_files
 from HCCAnalysisLib.engine.augment import augment_samples
 from HCCAnalysisLib.engine.train import fit
+from HCCAnalysisLib.engine.epoch_log import write_tsv
+from HCCAnalysisLib.runtime.progress import progress
 
 if TYPE_CHECKING:
     import torch
 
     from HCCAnalysisLib.data.cohort import CaseRecord, Cohort
+    from HCCAnalysisLib.data.sample_cache import SampleCache
     from HCCAnalysisLib.data.samples import Sample
     from HCCAnalysisLib.methods.task import Task
+
+
+_LOG = logging.getLogger(__name__)
 
 
 def patient_folds(records: Sequence[CaseRecord], k: int, seed: int,
@@ -54,30 +61,59 @@ def patient_folds(records: Sequence[CaseRecord], k: int, seed: int,
     return [([records[i] for i in train], [records[i] for i in test]) for train, test in splits]
 
 
-def load_samples(task: Task, cohort: Cohort, phases: Sequence[str], seed: int, log: Callable[[str], Any] = print,
-                 test_side: bool = False
-                 ) -> dict[str, list[Sample]] | tuple[dict[str, list[Sample]], dict[str, list[Sample]]]:
+def load_samples(task: Task, cohort: Cohort, phases: Sequence[str], seed: int, log: Callable[[str], Any] = _LOG.info,
+                 test_side: bool = False, cache: SampleCache | str | Path | bool | None = None
+                 ) -> dict[str, Sequence[Sample]] | tuple[dict[str, Sequence[Sample]], dict[str, Sequence[Sample]]]:
     """Every case of the cohort loaded once and sampled: case_id -> training samples, and with
-    `test_side` also case_id -> samples as prediction makes them (e.g. Liang's pace 1)."""
+    `test_side` also case_id -> samples as prediction makes them (e.g. Liang's pace 1).
+
+    With a `cache` (data/sample_cache.py: a SampleCache, a folder, or True for the default one)
+    the samples of a case come from its cache entry when the case's files and the sampling are
+    unchanged (no image is read), and are stored there otherwise; each case's samples are then a
+    sequence that reads one sample's arrays from disk when asked for, not a list in memory."""
+    from HCCAnalysisLib.data.sample_cache import resolve_cache
+
+    store = resolve_cache(cache, log)
+    sides = (True, False) if test_side else (True,)
     train, test = {}, {}
-    for record in cohort.records:
-        case = record.load(phases, task)
-        train[record.case_id] = make_samples(task, case, phases, seed=seed, training=True, fields=record.fields)
+    for record in progress(cohort.records, desc="loading cases", unit="case"):
+        loaded = []  # the case, read at most once for both sides
+
+        def build(training: bool, record: CaseRecord = record, loaded: list = loaded) -> list[Sample]:
+            if not loaded:
+                loaded.append(record.load(phases, task))
+            return make_samples(task, loaded[0], phases, seed=seed, training=training, fields=record.fields)
+
+        if store is None:
+            by_side = [build(training) for training in sides]
+        else:
+            by_side = store.case_samples(task, record, phases, seed, sides, build)
+        train[record.case_id] = by_side[0]
         if test_side:
-            test[record.case_id] = make_samples(task, case, phases, seed=seed, training=False, fields=record.fields)
-    log(f"{len(cohort.records)} cases, {sum(map(len, train.values()))} training samples")
+            test[record.case_id] = by_side[1]
+    cached = "" if store is None else f" (sample cache {store.root}: {store.hits} entries reused, {store.misses} built)"
+    log(f"{len(cohort.records)} cases, {sum(map(len, train.values()))} training samples{cached}")
     return (train, test) if test_side else train
 
 
 RUN_RECORD = "evaluation.json"
 FOLDS_DIR = "folds"
+TRAINING_LOGS_DIR = "training_logs"  # each fold's training_log.tsv (engine/epoch_log.py)
 FINAL_OUTPUTS = ("metrics.json", "predictions.tsv", "embeddings.npz", "roc.png")
 
 
 def training_set(task: Task, records: Sequence[CaseRecord],
-                 samples_by_case: Mapping[str, Sequence[Sample]]) -> list[Sample]:
-    samples = [s for r in records for s in samples_by_case[r.case_id]]
-    return augment_samples(samples) if task.augment else samples
+                 samples_by_case: Mapping[str, Sequence[Sample]]) -> Sequence[Sample]:
+    """The samples of `records`, augmented where the task asks: a list when the cases' samples
+    are lists, else a view that reads each sample (and computes each view) when asked for."""
+    parts = [samples_by_case[r.case_id] for r in records]
+    if all(isinstance(p, list) for p in parts):
+        samples = [s for part in parts for s in part]
+        return augment_samples(samples) if task.augment else samples
+    from HCCAnalysisLib.data.sample_views import AugmentedSamples, ConcatSamples
+
+    samples = ConcatSamples(parts)
+    return AugmentedSamples(samples) if task.augment else samples
 
 
 def cohort_fingerprint(cohort: Cohort) -> str:
@@ -95,13 +131,31 @@ def cohort_fingerprint(cohort: Cohort) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How an evaluation scores and trains, beyond the task's recipe (all off or automatic by default)."""
+
+    tta: bool = False  # test-time augmentation: each test sample in its six views (engine/scoring.py)
+    epoch_curve: bool = False  # score the test fold after every epoch (Jia 2019 Fig. 7); costs a forward per epoch
+    workers: int | None = None  # DataLoader workers (None: the machine's default; results never depend on it)
+    precision: str | None = "auto"  # training precision (engine/precision.py)
+
+    def record(self) -> dict:
+        """The options that change results, for the run record (workers never do)."""
+        return {"test_time_augmentation": self.tta, "epoch_curve": self.epoch_curve, "precision": self.precision}
+
+
 def run_settings(task: Task, cohort: Cohort, phases: Sequence[str], folds: int, repeats: int, seed: int,
-                 epochs: int | None, pretrained: str | None) -> dict:
-    """What identifies an evaluation for resuming; stored in the run record and compared."""
+                 epochs: int | None, pretrained: str | None, options: EvaluationOptions | None = None) -> dict:
+    """What identifies an evaluation for resuming; stored in the run record and compared. The cohort
+    by its folder's name and a hash of its cases (no local path: the record is shared with the results)."""
     return {"task": task.name, "phases": list(phases), "folds": int(folds), "repeats": int(repeats),
             "seed": int(seed), "epochs": epochs or task.training.get("epochs"),
             "pretrained": None if pretrained in (None, False) else str(pretrained),
-            "cohort": str(Path(cohort.folder).resolve()), "cohort_sha256": cohort_fingerprint(cohort)}
+            "net_kwargs": json.loads(json.dumps(task.net_kwargs)),
+            "sampler_kwargs": json.loads(json.dumps(task.sampler_kwargs)),
+            **(options or EvaluationOptions()).record(),
+            "cohort": Path(cohort.folder).name, "cohort_sha256": cohort_fingerprint(cohort)}
 
 
 def holds_other_output(out_dir: str | Path) -> bool:
@@ -118,8 +172,9 @@ def clear_evaluation(out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     for name in (*FINAL_OUTPUTS, RUN_RECORD):
         (out_dir / name).unlink(missing_ok=True)
-    if (out_dir / FOLDS_DIR).is_dir():
-        shutil.rmtree(out_dir / FOLDS_DIR)
+    for folder in (FOLDS_DIR, TRAINING_LOGS_DIR):
+        if (out_dir / folder).is_dir():
+            shutil.rmtree(out_dir / folder)
 
 
 def check_run(out_dir: str | Path, settings: Mapping[str, Any]) -> None:
@@ -163,38 +218,22 @@ def _json_value(value):
 
 
 def _run_fold(task, repeat, fold, train, test, samples_by_case, test_samples_by_case, device, seed, epochs,
-              pretrained_state, log):
-    """Train and test one fold; returns the fold file's content (rows, metrics, embeddings)."""
-    import torch
+              pretrained_state, log, options=None):
+    """Train and test one fold; returns the fold file's content (rows, metrics, embeddings).
 
-    classes = list(task.classes)
-    # the seed depends on the repeat only, never on which folds ran before in this process
-    net, _ = fit(task, training_set(task, train, samples_by_case), device, seed=seed + repeat,
-                 epochs=epochs, pretrained_state=pretrained_state, log=log)
+    `options` (EvaluationOptions): test-time augmentation, loader workers, precision, and whether
+    the test fold is scored after every epoch (Jia 2019 Fig. 7's accuracy curve)."""
+    options = options or EvaluationOptions()
     test_samples = [s for r in test for s in test_samples_by_case[r.case_id]]
-    probs, embedded = run_net(net, test_samples, torch.device("cpu"), with_embeddings=True)
-    fold_rows = aggregate(test_samples, probs, classes, votes=task.vote_extras)
-    truth = {(s.case_id, s.lesion_id, s.kind): classes[s.target] for s in test_samples}
-    records, embeddings = [], []
-    for row in fold_rows:
-        record = {"repeat": repeat, "fold": fold, "case_id": row.case_id, "patient_id": row.patient_id,
-                  "lesion_id": row.lesion_id, "kind": row.kind,
-                  "label": truth[(row.case_id, row.lesion_id, row.kind)],
-                  "predicted_class": row.predicted_class}
-        record.update({f"prob_{c}": row.probabilities[c] for c in classes})
-        records.append(record)
-    if embedded is not None:
-        keys = [(s.case_id, s.lesion_id, s.kind) for s in test_samples]
-        for row in fold_rows:
-            mask = [k == (row.case_id, row.lesion_id, row.kind) for k in keys]
-            embeddings.append(embedded[np.array(mask)].mean(axis=0))
-    y_true = [classes.index(r["label"]) for r in records]
-    y_prob = np.array([[r[f"prob_{c}"] for c in classes] for r in records])
-    result = {"repeat": repeat, "fold": fold, "n_test": len(records),
-              "test_patients": sorted({r.patient_id for r in test})}
-    result.update(fold_metrics(y_true, y_prob, classes))
-    return {"repeat": repeat, "fold": fold, "rows": records, "result": result,
-            "embeddings": None if embedded is None else [np.asarray(e, dtype=np.float32) for e in embeddings]}
+    # the seed depends on the repeat only, never on which folds ran before in this process
+    net, history = fit(task, training_set(task, train, samples_by_case), device, seed=seed + repeat,
+                       epochs=epochs, pretrained_state=pretrained_state, log=log, workers=options.workers,
+                       precision=options.precision,
+                       val_samples=scored_views(test_samples, options.tta) if options.epoch_curve else None)
+    records, embeddings, result = score_samples(task, net, test_samples, device, repeat, fold, options.tta)
+    result["test_patients"] = sorted({r.patient_id for r in test})
+    return {"repeat": repeat, "fold": fold, "rows": records, "result": result, "training_log": history["records"],
+            "embeddings": embeddings}
 
 
 def fold_path(folds_dir: str | Path, repeat: int, fold: int) -> Path:
@@ -216,8 +255,10 @@ def read_fold(path: str | Path) -> dict:
 def cross_validate(task: Task, cohort: Cohort, phases: Sequence[str], out_dir: str | Path, folds: int = 5,
                    repeats: int = 1, seed: int = 0, device: torch.device | None = None,
                    pretrained_state: Mapping[str, torch.Tensor] | str | Path | None = None,
-                   epochs: int | None = None, log: Callable[[str], Any] = print, pretrained: str | None = None,
-                   fresh: bool = False) -> dict[str, Any]:
+                   epochs: int | None = None, log: Callable[[str], Any] = _LOG.info, pretrained: str | None = None,
+                   fresh: bool = False, allow_missing_classes: bool = False,
+                   cache: SampleCache | str | Path | bool | None = None,
+                   options: EvaluationOptions | None = None) -> dict[str, Any]:
 
     """Repeated patient-level K-fold CV; writes the evaluation folder and returns metrics.json's dict.
 
@@ -226,13 +267,25 @@ def cross_validate(task: Task, cohort: Cohort, phases: Sequence[str], out_dir: s
     loses at most the fold it was working on and ends with the same results as one that was not
     interrupted (the final files are always built from the fold files). `pretrained` names the
     pretraining for the run record; `fresh` first removes an earlier evaluation (--overwrite).
+    `cache`: the sample cache (see `load_samples`). `options`: EvaluationOptions (test-time
+    augmentation, loader workers, precision, the per-epoch test curve).
+
+    Under torchrun each process trains and tests its share of the unfinished folds (round
+    robin), alone (no collective across processes that train different folds), writing the
+    same fold files; rank 0 builds the final files once every process is done.
     """
     import torch
 
+    from HCCAnalysisLib.data.sample_views import target_only
+    from HCCAnalysisLib.engine import distributed
+
+    if repeats < 1:  # a library caller's zero: no fold would run and the summary would be empty
+        raise HCCInputError(f"{repeats} repeats asked for; at least one is needed", out_dir)
     device = device or torch.device("cpu")
     out_dir = Path(out_dir)
+    options = options or EvaluationOptions()
     settings = run_settings(task, cohort, phases, folds, repeats, seed, epochs,
-                            pretrained if pretrained is not None else (pretrained_state is not None or None))
+                            pretrained if pretrained is not None else (pretrained_state is not None or None), options)
     if not fresh:
         check_run(out_dir, settings)
     labels = cohort.column(task.label_column) if task.label_column else None
@@ -242,36 +295,45 @@ def cross_validate(task: Task, cohort: Cohort, phases: Sequence[str], out_dir: s
     todo = [step for step in plan if fresh or not fold_path(out_dir / FOLDS_DIR, step[0], step[1]).is_file()]
     if len(todo) < len(plan):
         log(f"resuming: {len(plan) - len(todo)} of {len(plan)} folds finished in an earlier run")
+    rank, size = distributed.start_work_group()
+    mine = distributed.share(todo, rank, size)
     if todo:  # loaded before anything is written or removed: a bad case leaves the folder as it was
-        samples_by_case, test_samples_by_case = load_samples(task, cohort, phases, seed, log, test_side=True)
-    if fresh:
-        clear_evaluation(out_dir)
-    folds_dir = start_run(out_dir, settings)
-    for repeat, fold, train, test in todo:
-        log(f"repeat {repeat + 1}/{repeats} fold {fold + 1}/{folds}: {len(train)} training cases, "
-            f"test {[r.case_id for r in test]}")
-        payload = _run_fold(task, repeat, fold, train, test, samples_by_case, test_samples_by_case, device, seed,
-                            epochs, pretrained_state, log)
-        write_text_atomic(fold_path(folds_dir, repeat, fold), json.dumps(payload, default=_json_value) + "\n")
+        samples_by_case, test_samples_by_case = load_samples(task, cohort, phases, seed, log, test_side=True,
+                                                             cache=cache)
+        counts = class_counts(task, (s for samples in samples_by_case.values() for s in target_only(samples)))
+        check_classes(task, counts, cohort.folder, "evaluation", allow_missing_classes, log)
+    distributed.barrier()  # every process has seen the folder as it was before rank 0 changes it
+    if rank == 0:
+        if fresh:
+            clear_evaluation(out_dir)
+        start_run(out_dir, settings)
+    distributed.barrier()
+    folds_dir = out_dir / FOLDS_DIR
+    if size > 1:
+        log(f"process {rank + 1}/{size}: {len(mine)} of the {len(todo)} folds to run")
+    with distributed.alone():
+        for repeat, fold, train, test in progress(mine, desc="folds", unit="fold"):
+            log(f"repeat {repeat + 1}/{repeats} fold {fold + 1}/{folds}: {len(train)} training cases, "
+                f"test {[r.case_id for r in test]}")
+            payload = _run_fold(task, repeat, fold, train, test, samples_by_case, test_samples_by_case, device,
+                                seed, epochs, pretrained_state, log, options)
+            # the fold's per-epoch record first (not in the fold file: it holds wall-clock seconds),
+            # since the fold file is what marks the fold finished
+            write_tsv(out_dir / TRAINING_LOGS_DIR / f"r{repeat}_f{fold}.tsv", payload.pop("training_log"))
+            write_text_atomic(fold_path(folds_dir, repeat, fold), json.dumps(payload, default=_json_value) + "\n")
+    distributed.barrier()  # every fold file is written
+    if rank != 0:
+        distributed.barrier()  # rank 0 has written metrics.json
+        return json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
     rows, fold_results, embeddings = [], [], []
     for repeat, fold, _, _ in plan:
         payload = read_fold(fold_path(folds_dir, repeat, fold))
         rows += payload["rows"]
         fold_results.append(payload["result"])
         embeddings += payload.get("embeddings") or []
-    columns = ["repeat", "fold", "case_id", "patient_id", "lesion_id", "kind", "label", "predicted_class"] + \
-        [f"prob_{c}" for c in classes]
-    write_records_tsv(out_dir / "predictions.tsv", rows, columns)
-    if embeddings:
-        with atomic_path(out_dir / "embeddings.npz") as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, embeddings=np.array(embeddings, dtype=np.float32), row=np.arange(len(embeddings)))
-    from HCCAnalysisLib.report.roc_figure import save_roc_figure
-
-    save_roc_figure(rows, classes, out_dir / "roc.png", title=task.name)
-    metrics = {"task": task.name, "classes": classes, "phases": list(phases), "folds": fold_results,
-               "summary": summarise(fold_results, predictions=rows, classes=classes), "versions": library_versions(), "seed": seed,
-               "config": {"folds": folds, "repeats": repeats, "epochs": epochs or task.training.get("epochs"),
-                          "pretrained": pretrained_state is not None, "cohort": str(cohort.folder)}}
-    # metrics.json last: its presence marks a finished evaluation
-    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    config = {"folds": folds, "repeats": repeats, "epochs": epochs or task.training.get("epochs"),
+              "pretrained": pretrained_state is not None, "cohort": Path(cohort.folder).name,
+              "test_time_augmentation": options.tta, "net_kwargs": dict(task.net_kwargs)}
+    metrics = write_evaluation_files(out_dir, task, phases, rows, fold_results, embeddings, seed, config)
+    distributed.barrier()  # the other processes return metrics.json's content
     return metrics

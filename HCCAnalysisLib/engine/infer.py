@@ -1,4 +1,10 @@
-"""Case + model -> Prediction: sample, run the net in batches, aggregate per lesion / ROI."""
+"""Case + model -> Prediction: sample, run the net in batches, aggregate per lesion / ROI.
+
+Inference speed: `predict_case` prepares the loaded net once for inference only
+(`inference_layout.prepare_for_inference`: batch norm folded, channels-last); `run_net`
+batches by the net's own `inference_batch_size` where it has one (measured per family) and
+gets the embeddings from the same forward pass as the probabilities.
+"""
 
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.data.prediction import Prediction, PredictionRow
 from HCCAnalysisLib.methods import get_sampler
 from HCCAnalysisLib.engine.batches import stack_inputs
+from HCCAnalysisLib.engine.inference_layout import PREPARED, channels_last_inputs, prepare_for_inference
 
 if TYPE_CHECKING:
     from HCCAnalysisLib.data.case import Case
@@ -41,19 +48,59 @@ def make_samples(task: Task, case: Case | MicroscopyCase, phases: Sequence[str] 
     return samples
 
 
+DEFAULT_BATCH_SIZE = 256
+
+
+class _ClassifierInput:
+    """Records the input of `net.classifier` during one forward: the nets' `embed` output (every net
+    here ends `classifier(embed(...))`; Testing/engine/test_infer_layout.py checks each family)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        head = getattr(net, "classifier", None)
+        self.seen: list[torch.Tensor] = []
+        self.handle = head.register_forward_pre_hook(self._record) if isinstance(head, torch.nn.Module) else None
+
+    def _record(self, module: torch.nn.Module, args: tuple) -> None:
+        self.seen.append(args[0])
+
+    def take(self) -> torch.Tensor | None:
+        seen, self.seen = self.seen, []
+        return seen[0] if len(seen) == 1 else None
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+
 @torch.inference_mode()
-def run_net(net: torch.nn.Module, samples: Sequence[Sample], device: torch.device, batch_size: int = 256,
-            with_embeddings: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
-    """Class probabilities (N x K) and optionally the embeddings (N x D) of samples."""
+def run_net(net: torch.nn.Module, samples: Sequence[Sample], device: str | torch.device,
+            batch_size: int | None = None, with_embeddings: bool = False
+            ) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
+    """Class probabilities (N x K) and optionally the embeddings (N x D) of samples.
+
+    batch_size: default the net's `inference_batch_size` (e.g. Liang's 16), else 256.
+    """
     net.eval()
+    batch_size = batch_size or getattr(net, "inference_batch_size", DEFAULT_BATCH_SIZE)
+    channels_last = getattr(net, PREPARED, False)
+    capture = _ClassifierInput(net) if with_embeddings and hasattr(net, "embed") else None
     probs, embeddings = [], []
-    for start in range(0, len(samples), batch_size):
-        inputs = stack_inputs(samples[start:start + batch_size], device)
-        out = net(**inputs)
-        logits = out["logits"] if isinstance(out, dict) else out
-        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-        if with_embeddings and hasattr(net, "embed"):
-            embeddings.append(net.embed(**inputs).float().cpu().numpy())
+    try:
+        for start in range(0, len(samples), batch_size):
+            inputs = stack_inputs(samples[start:start + batch_size], device)
+            if channels_last:
+                inputs = channels_last_inputs(inputs)
+            out = net(**inputs)
+            logits = out["logits"] if isinstance(out, dict) else out
+            probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+            if capture is not None:
+                embedded = capture.take()
+                if embedded is None:  # no single classifier call to read it from: a second pass
+                    embedded = net.embed(**inputs)
+                embeddings.append(embedded.float().cpu().numpy())
+    finally:
+        if capture is not None:
+            capture.close()
     probs = np.concatenate(probs)
     return (probs, np.concatenate(embeddings) if embeddings else None) if with_embeddings else probs
 
@@ -91,8 +138,11 @@ def predict_case(model: LoadedModel, case: Case | MicroscopyCase, phases: Sequen
         raise HCCInputError(f"phases {list(phases)} differ from the {model.card['phases']} the model was trained on",
                             model.directory)
     samples = make_samples(model.task, case, phases, seed=model.card.get("seed", 0))
-    model.net.to(device)
-    probs = run_net(model.net, samples, device)
+    net = prepare_for_inference(model.net.to(device))  # a loaded package never trains again
+    probs = run_net(net, samples, device)
     classes = list(model.card["classes"])
-    return Prediction(model.task.name, model.name, classes,
-                      aggregate(samples, probs, classes, votes=model.task.vote_extras))
+    rows = aggregate(samples, probs, classes, votes=model.task.vote_extras)
+    from HCCAnalysisLib.data.case import add_lesion_warnings
+
+    add_lesion_warnings(rows, case)  # e.g. a lesion outside the liver: named in its row
+    return Prediction(model.task.name, model.name, classes, rows)

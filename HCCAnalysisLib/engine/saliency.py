@@ -35,6 +35,7 @@ from HCCAnalysisLib.errors import HCCInputError
 
 if TYPE_CHECKING:
     from HCCAnalysisLib.data.case import Case
+    from HCCAnalysisLib.data.reading_options import CaseReading
     from HCCAnalysisLib.data.samples import Placement, Sample
     from HCCAnalysisLib.methods.task import Task
     from HCCAnalysisLib.models.package import LoadedModel
@@ -43,7 +44,7 @@ METHODS = ("vanilla", "smoothgrad")
 IMAGE_INPUT = "image"
 # Tasks with `Task.placements` have samples that carry a `samples.Placement` (crops of the
 # segmentation grid's axial slices); Testing/engine/test_saliency.py checks the flag against the samplers.
-NO_VOLUME_HINT = "saliency volumes are available for the Jia 2019 and Wang 2020 tasks"
+NO_VOLUME_HINT = "saliency volumes are available for the Jia 2019, Zhen 2020, Wang 2020 and Meng 2019 tasks"
 
 
 class _LogitsOfImage(torch.nn.Module):
@@ -115,9 +116,15 @@ def _class_index(wrapped, image, others, target):
     raise HCCInputError(f"saliency target {target!r} is neither 'predicted' nor a class index 0..{classes - 1}")
 
 
-def _normalised(gradient_chw):
-    """|gradient| max over channels, scaled so that the largest value is 1 (all 0 stays 0)."""
-    saliency = gradient_chw.abs().amax(dim=0)
+REDUCTIONS = ("max", "l1")
+
+
+def _normalised(gradient_chw, reduction="max"):
+    """|gradient| reduced over channels (max, or the L1 norm = sum of |gradient|, Zhen 2020), scaled
+    so that the largest value is 1 (all 0 stays 0)."""
+    if reduction not in REDUCTIONS:
+        raise HCCInputError(f"unknown saliency channel reduction '{reduction}'", hint=f"use one of {REDUCTIONS}")
+    saliency = gradient_chw.abs().amax(dim=0) if reduction == "max" else gradient_chw.abs().sum(dim=0)
     peak = saliency.max()
     if peak > 0:
         saliency = saliency / peak
@@ -126,12 +133,13 @@ def _normalised(gradient_chw):
 
 def saliency_maps(net: torch.nn.Module, samples: Sequence[Sample], target: str | int = "predicted",
                   method: str = "vanilla", device: str | torch.device = "cpu", n_noisy: int = 25,
-                  noise: float = 0.15, seed: int = 0) -> list[np.ndarray]:
+                  noise: float = 0.15, seed: int = 0, reduction: str = "max") -> list[np.ndarray]:
     """One H x W float32 map in [0, 1] per sample, from the gradient of the target logit.
 
     `target`: "predicted" (each sample's own argmax) or a class index. `method`: "vanilla"
     (VanillaGrad) or "smoothgrad" (`n_noisy` copies with Gaussian noise of `noise` x the
     input's range; seeded by `seed` so a map is reproducible, the caller's RNG untouched).
+    `reduction`: how the channels' |gradient| become one map ("max", or "l1" as Zhen 2020).
     """
     device = torch.device(device)
     # eval() on the wrapper too: MONAI puts a model back in train mode after each map when it
@@ -149,17 +157,11 @@ def saliency_maps(net: torch.nn.Module, samples: Sequence[Sample], target: str |
             image = others.pop(IMAGE_INPUT)
             index = _class_index(wrapped, image, others, target)
             gradient = explainer(image, index=index, retain_graph=False, **others)
-            maps.append(_normalised(gradient[0]))
+            maps.append(_normalised(gradient[0], reduction))
     return maps
 
 
-def paste_maps(maps: Sequence[np.ndarray], placements: Sequence[Placement], reference: sitk.Image) -> sitk.Image:
-    """Maps resized (bilinear) to their crop boxes and pasted onto `reference`'s grid.
-
-    Max where boxes overlap; the parts of a box outside the grid (padding) are dropped.
-    Returns a float32 SimpleITK image with `reference`'s geometry.
-    """
-    grid = np.zeros(reference.GetSize()[::-1], dtype=np.float32)  # (z, y, x)
+def _paste_on(grid: np.ndarray, maps: Sequence[np.ndarray], placements: Sequence[Placement]) -> None:
     depth, rows, cols = grid.shape
     for saliency, p in zip(maps, placements):
         if not 0 <= p.z < depth:
@@ -170,9 +172,48 @@ def paste_maps(maps: Sequence[np.ndarray], placements: Sequence[Placement], refe
         if y1 > y0 and x1 > x0:
             region = grid[p.z, y0:y1, x0:x1]
             np.maximum(region, box[y0 - p.y0:y1 - p.y0, x0 - p.x0:x1 - p.x0], out=region)
+
+
+def paste_maps(maps: Sequence[np.ndarray], placements: Sequence[Placement], reference: sitk.Image) -> sitk.Image:
+    """Maps resized (bilinear) to their crop boxes and pasted onto `reference`'s grid.
+
+    Max where boxes overlap; the parts of a box outside the grid (padding) are dropped. A placement
+    on a grid of its own (Zhen's 0.7 x 0.7 x 7 mm lesion grid) is pasted there first, and that grid
+    is resampled (linear, physical coordinates) onto `reference`'s. Returns a float32 SimpleITK
+    image with `reference`'s geometry.
+    """
+    grid = np.zeros(reference.GetSize()[::-1], dtype=np.float32)  # (z, y, x)
+    own = [(m, p) for m, p in zip(maps, placements) if p.grid is None]
+    _paste_on(grid, [m for m, _ in own], [p for _, p in own])
+    others: dict = {}
+    for m, p in zip(maps, placements):
+        if p.grid is not None:
+            others.setdefault(p.grid, []).append((m, p))
+    target = sitk.Image(list(reference.GetSize()), sitk.sitkFloat32)
+    target.CopyInformation(reference)
+    for geometry, pairs in others.items():
+        lesion_grid = np.zeros(geometry.size[::-1], dtype=np.float32)
+        _paste_on(lesion_grid, [m for m, _ in pairs], [p for _, p in pairs])
+        source = sitk.GetImageFromArray(lesion_grid)
+        source.CopyInformation(geometry.empty_image())
+        resampled = sitk.Resample(source, target, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        np.maximum(grid, sitk.GetArrayViewFromImage(resampled), out=grid)
     image = sitk.GetImageFromArray(grid)
     image.CopyInformation(reference)
     return image
+
+
+def saliency_reference(case: Any) -> sitk.Image:
+    """The grid a case's saliency volume lies on: the segmentation grid, or for a microscopy case
+    its image as a one-slice volume (its own geometry when it came from a volume node)."""
+    segmentation = getattr(case, "segmentation", None)
+    if segmentation is not None:
+        return segmentation
+    reference = getattr(case, "reference", None)
+    if reference is not None:
+        return reference
+    height, width = case.image.shape[:2]
+    return sitk.Image([int(width), int(height), 1], sitk.sitkUInt8)
 
 
 def check_saliency_task(task: str | Task) -> Task:
@@ -209,15 +250,16 @@ def saliency_volume(model: LoadedModel, case: Case, phases: Sequence[str] | None
     """The saliency of a loaded model (`models.LoadedModel`) over one Case, on its segmentation grid."""
     samples = placed_samples(model, case, phases)
     model.net.to(device)
-    maps = saliency_maps(model.net, samples, target, method, device)
-    return paste_maps(maps, [s.placement for s in samples], case.segmentation)
+    maps = saliency_maps(model.net, samples, target, method, device, reduction=model.task.saliency_channels)
+    return paste_maps(maps, [s.placement for s in samples], saliency_reference(case))
 
 
 def save_saliency_volume(model_dir: str | Path, case_dir: str | Path, out_path: str | Path,
                          phases: Sequence[str] | None = None, target: str | int = "predicted",
                          method: str = "vanilla", device: str | torch.device | None = "cpu",
-                         fields: dict[str, Any] | None = None) -> sitk.Image:
-    """Load a model package and a case folder, write the saliency volume (NRRD, NIfTI, MHA) atomically."""
+                         fields: dict[str, Any] | None = None, reading: CaseReading | None = None) -> sitk.Image:
+    """Load a model package and a case folder (read by `reading`: labels, segmentation, phase map),
+    write the saliency volume (NRRD, NIfTI, MHA) atomically."""
     from HCCAnalysisLib.data.case_loading import load_for_task
     from HCCAnalysisLib.io.images import image_suffix
     from HCCAnalysisLib.models.package import load_model
@@ -229,7 +271,7 @@ def save_saliency_volume(model_dir: str | Path, case_dir: str | Path, out_path: 
     device = resolve_device(device)
     model = load_model(model_dir, device)
     check_saliency_task(model.task)  # before the case is read
-    case = load_for_task(case_dir, model.task, phases or model.card["phases"], fields=fields)
+    case = load_for_task(case_dir, model.task, phases or model.card["phases"], fields=fields, reading=reading)
     image = saliency_volume(model, case, phases, target, method, device)
     out_path = Path(out_path)
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".saliency.", suffix=suffix)

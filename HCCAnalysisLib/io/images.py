@@ -13,6 +13,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.io.image_stream import check_image_data
+from HCCAnalysisLib.io.paths import check_exists
 
 IMAGE_SUFFIXES = (".nii.gz", ".seg.nrrd", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 # A volume larger than this (in float32 bytes) is refused before it is read; override with
@@ -89,6 +91,31 @@ def _dicom_series_files(folder):
     return list(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
 
 
+def _check_direction(direction, source):
+    """Refuse a header whose axes are zero-length, parallel or NaN: no orientation can be derived."""
+    matrix = np.array(direction, dtype=float).reshape(3, 3) if len(direction) == 9 else None
+    if matrix is not None and (not np.isfinite(matrix).all() or abs(np.linalg.det(matrix)) < 1e-6):
+        raise HCCInputError("has a singular direction matrix (its header's axes are zero-length, parallel or not "
+                            "numbers), so the image has no orientation", source,
+                            "fix 'space directions' / the orientation in the header, or re-export the image")
+
+
+def _check_slice_sizes(files, folder):
+    """Refuse a series whose slices differ in rows x columns (e.g. a scout or a reformat mixed in)."""
+    sizes = {}
+    for name in files:
+        info = sitk.ImageFileReader()
+        info.SetFileName(name)
+        info.ReadImageInformation()
+        sizes.setdefault(tuple(info.GetSize()[:2]), []).append(Path(name).name)
+    if len(sizes) > 1:
+        common = max(sizes, key=lambda k: len(sizes[k]))
+        odd = [f"{'x'.join(map(str, k))} in {', '.join(v[:3])}" for k, v in sizes.items() if k != common]
+        raise HCCInputError(f"DICOM slices differ in size: {'x'.join(map(str, common))} in {len(sizes[common])} "
+                            f"slice(s), {'; '.join(odd)}", folder,
+                            "one series must have one slice size: remove the odd slices (a scout or reformat?)")
+
+
 def _check_slice_spacing(files, folder):
     """Refuse a series whose slice positions are unevenly spaced (e.g. a stray slice far away)."""
     if len(files) < 3:
@@ -110,13 +137,13 @@ def _check_slice_spacing(files, folder):
             folder, "remove stray or duplicate slices, or resample the series")
 
 
-def read_image(path: str | Path) -> sitk.Image:
-    """Read one 3D scalar volume as float32, refusing what the analysis cannot use."""
-    path = Path(path)
-    if not path.exists():
-        raise HCCInputError("does not exist", path)
+def read_image(path: str | Path, keep_type: bool = False) -> sitk.Image:
+    """Read one 3D scalar volume as float32 (its own voxel type with `keep_type`: label maps),
+    refusing what the analysis cannot use."""
+    path = check_exists(path)  # names a symlink loop or a dangling link, not just "does not exist"
     if path.is_dir():
         files = _dicom_series_files(path)
+        _check_slice_sizes(files, path)
         _check_slice_spacing(files, path)
         first = sitk.ImageFileReader()
         first.SetFileName(files[0])
@@ -146,6 +173,12 @@ def read_image(path: str | Path) -> sitk.Image:
             raise HCCInputError(f"could not be read as an image (corrupt or truncated?): "
                                 f"{str(err).strip().splitlines()[-1][:200]}", path) from None
         _check_header(info.GetSize(), info.GetNumberOfComponents(), path)
+        try:  # a truncated stream or a lying header: ITK would read it silently
+            check_image_data(path)
+        except HCCInputError as err:
+            raise HCCInputError(f"pixel data could not be read (corrupt or truncated?): {err.problem}", err.source,
+                                err.hint) from None
+        _check_direction(info.GetDirection(), path)
         try:
             image = info.Execute()
         except RuntimeError as err:
@@ -153,15 +186,19 @@ def read_image(path: str | Path) -> sitk.Image:
                                 f"{str(err).strip().splitlines()[-1][:200]}", path) from None
         if image.GetDimension() == 4:
             image = image[:, :, :, 0]
-    image = sitk.Cast(image, sitk.sitkFloat32)
+    if not keep_type:
+        image = sitk.Cast(image, sitk.sitkFloat32)
     _check_finite(image, path)
     return image
 
 
 def read_label_image(path: str | Path) -> sitk.Image:
-    """Read a label map as an integer image (uint16), same checks as read_image."""
-    image = read_image(path)
+    """Read a label map as an integer image (uint32: values above 255 or 65535 keep their true
+    value, never wrap), same checks as read_image."""
+    image = read_image(path, keep_type=True)
     array = sitk.GetArrayViewFromImage(image)
     if np.any(array < 0) or np.any(array != np.round(array)):
         raise HCCInputError("is not a label map (negative or non-integer values)", path)
-    return sitk.Cast(image, sitk.sitkUInt16)
+    if array.size and float(array.max()) > np.iinfo(np.uint32).max:
+        raise HCCInputError(f"has the label value {array.max()}, above 2^32 - 1", path)
+    return sitk.Cast(image, sitk.sitkUInt32)

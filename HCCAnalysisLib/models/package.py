@@ -7,15 +7,20 @@ SHA-256 of the weights file, so an altered or swapped file is refused.
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import TYPE_CHECKING, Any
 
+import errno
 import hashlib
 import json
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from HCCAnalysisLib.atomic import atomic_path, write_text_atomic
+from HCCAnalysisLib.atomic import atomic_folder, recover_folder
+from HCCAnalysisLib.models.card_schema import check_card_size, check_card_types
 from HCCAnalysisLib.errors import HCCInputError
 
 if TYPE_CHECKING:
@@ -66,38 +71,69 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def _write_json_atomic(path, data):
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+PACKAGE_FILES = (CARD_NAME, WEIGHTS_NAME)
+
+
+def _carry_other_files(old: Path, new: Path) -> None:
+    """Files a user keeps in a package folder (notes, a README) move to the new package."""
+    import shutil
+
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        if entry.name in PACKAGE_FILES or entry.name.startswith("."):
+            continue
+        (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, new / entry.name)
+
+
+def write_package(directory: str | Path, weights: bytes, card: dict[str, Any]) -> dict[str, Any]:
+    """Write a package from serialised safetensors `weights` and a card, replacing `directory` as a
+    whole (HCCAnalysisLib.atomic.atomic_folder): a kill at any moment leaves the old package or the
+    new one. The card gets the weights' SHA-256 and the library versions."""
+    directory = Path(directory)
+    card = dict(card, format=CARD_FORMAT, weights=WEIGHTS_NAME, weights_sha256=hashlib.sha256(weights).hexdigest())
+    card.setdefault("versions", library_versions())
+    check_card_types(card, directory / CARD_NAME)
+    with atomic_folder(directory) as new:
+        try:
+            _carry_other_files(directory, new)
+            (new / WEIGHTS_NAME).write_bytes(weights)
+            (new / CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+            for name in PACKAGE_FILES:  # on disk before the swap makes them the package
+                with open(new / name, "rb") as handle:
+                    os.fsync(handle.fileno())
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                raise HCCInputError(f"could not be written: {err.strerror.lower()} ({new.parent}); the partly "
+                                    f"written package was removed", directory,
+                                    "free disk space; the previous package, if any, is unchanged") from None
+            raise
+    return card
 
 
 def save_model(directory: str | Path, net: torch.nn.Module, card: dict[str, Any]) -> dict[str, Any]:
-    """Write the weights and the card; the card gets the weights' SHA-256 and the versions."""
-    from safetensors.torch import save_file
+    """Write the weights and the card as one package (see write_package)."""
+    from safetensors.torch import save
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    with atomic_path(directory / WEIGHTS_NAME) as tmp:
-        save_file(state, tmp)
-    card = dict(card, format=CARD_FORMAT, weights=WEIGHTS_NAME,
-                weights_sha256=sha256_of(directory / WEIGHTS_NAME))
-    card.setdefault("versions", library_versions())
-    _write_json_atomic(directory / CARD_NAME, card)
-    return card
+    return write_package(directory, save(state), card)
 
 
 def read_card(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
+    try:
+        recover_folder(directory)  # a package whose replacement a kill interrupted
+    except OSError:
+        pass  # a read-only installation: it cannot hold leftovers of our own writes
     card_path = directory / CARD_NAME
     if not card_path.is_file():
         raise HCCInputError("is not a model package (no model.json)", directory)
+    check_card_size(card_path)
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise HCCInputError(f"is not valid JSON: {err}", card_path) from None
-    missing = [f for f in REQUIRED_CARD_FIELDS if f not in card]
-    if missing:
-        raise HCCInputError(f"lacks the field(s) {missing}", card_path, "re-export the model package")
+    check_card_types(card, card_path)
     if card["format"] != CARD_FORMAT:
         raise HCCInputError(f"has card format {card['format']}, this version reads {CARD_FORMAT}", card_path)
     return card
@@ -117,6 +153,25 @@ def checked_weights(directory: "str | Path", card: dict) -> Path:
         raise HCCInputError(f"SHA-256 {actual[:12]}... does not match the card's {card['weights_sha256'][:12]}...",
                             weights, "the file was altered or swapped: re-download or re-import the model")
     return weights
+
+
+def check_weight_values(state: dict[str, Any], net: torch.nn.Module, weights: str | Path) -> None:
+    """Refuse weights whose dtype is not the network's or that are not finite: the card's hash
+    only proves the file is the one the card names, not that it holds usable numbers."""
+    import torch
+
+    expected = net.state_dict()
+    wrong = [f"{k} is {v.dtype}, the network's is {expected[k].dtype}"
+             for k, v in state.items() if k in expected and v.dtype != expected[k].dtype]
+    if wrong:
+        raise HCCInputError(f"weights have the wrong dtype ({len(wrong)} tensor(s)): {'; '.join(wrong[:3])}", weights,
+                            "export the weights in the network's dtype (float32)")
+    bad = [(k, int((~torch.isfinite(v)).sum())) for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(f"{k} ({n})" for k, n in bad[:3])
+        raise HCCInputError(f"weights hold NaN or infinite values in {len(bad)} tensor(s): {shown}", weights,
+                            "the training diverged or the file is damaged: retrain or re-download the model")
 
 
 def load_model(directory: str | Path, device: str | torch.device | None = "cpu", expected_task: str | None = None
@@ -139,6 +194,12 @@ def load_model(directory: str | Path, device: str | torch.device | None = "cpu",
         task = get_task(card["task"])
     except HCCInputError as err:
         raise HCCInputError(err.problem, card_path, err.hint) from None
+    from HCCAnalysisLib.runtime.extras import require_task_extras
+
+    require_task_extras(task)  # a missing optional package names its pip extra
+    # the network and sampler as trained (`--net-option`, `--sampler-option`), not the registry's defaults
+    task = dataclasses.replace(task, net_kwargs=dict(card["net_kwargs"]),
+                               sampler_kwargs=dict(card.get("sampler_kwargs", task.sampler_kwargs)))
     task.check_phases(card["phases"], card_path)
     if tuple(card["classes"]) != tuple(task.classes):
         raise HCCInputError(f"classes {card['classes']} differ from task {task.name}'s {list(task.classes)}",
@@ -155,6 +216,7 @@ def load_model(directory: str | Path, device: str | torch.device | None = "cpu",
         state = load_file(str(weights))
     except Exception as err:  # safetensors raises its own error type for corrupt headers
         raise HCCInputError(f"could not be read as safetensors: {err}", weights) from None
+    check_weight_values(state, net, weights)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:

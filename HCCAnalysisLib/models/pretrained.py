@@ -22,16 +22,64 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]  # the HCCAnalysisLib folder (installed or not): files are package data
 NO_PRETRAINING = ("none",)
-KnownSource = collections.namedtuple("KnownSource", "file sha256 family description")
+KnownSource = collections.namedtuple("KnownSource", "file sha256 family description base embedding_dim pyramid",
+                                     defaults=(None, None, None))
+_W = "methods/jia2019/weights/"
+_JIA = "jia2019-resnet20"
 KNOWN_SOURCES = {
-    # name -> file under HCCAnalysisLib/, SHA-256, family (the Task.pretraining_family it fits), description
-    "jia2019-cifar": KnownSource("methods/jia2019/weights/cifar_resnet_32_dict_withSPP.pkl",
-                                 "b6fdd546ef30ea7f6f73b043261c6493938e9348a8d7099ac4ce090391a911c0", "jia2019-resnet20",
-                                 "Jia 2019 ResNet20+SPP pretrained on CIFAR10 (3 channels, 32-feature embedding)"),
-    "jia2019-mnist": KnownSource("methods/jia2019/weights/mnist_resnet_2_dict_withSPP.pkl",
-                                 "ca4c4171d30ae75dbeb24fb8fdc768782b8800cb75bfd5d4e93df5b6a61ae5be", "jia2019-resnet20",
-                                 "Jia 2019 ResNet20+SPP pretrained on MNIST (1 channel, 2-feature embedding)"),
+    # name -> file under HCCAnalysisLib/, SHA-256, family (the Task.pretraining_family it fits), description,
+    # and for released variants of one pretraining: its base name and the net it holds (see release_for)
+    "jia2019-cifar": KnownSource(_W + "cifar_resnet_32_dict_withSPP.pkl",
+                                 "b6fdd546ef30ea7f6f73b043261c6493938e9348a8d7099ac4ce090391a911c0", _JIA,
+                                 "Jia 2019 ResNet20+SPP pretrained on CIFAR10 (3 channels, 32-feature embedding)",
+                                 "jia2019-cifar", 32, (1, 2)),
+    "jia2019-cifar-emb16": KnownSource(_W + "cifar_resnet_16_dict_withSPP.pkl",
+                                       "e05908049382df18963393d8e962c40f03912fbf4de8bbf2e14f4a8d010ec117", _JIA,
+                                       "Jia 2019 ResNet20+SPP pretrained on CIFAR10 (16-feature embedding)",
+                                       "jia2019-cifar", 16, (1, 2)),
+    "jia2019-cifar-emb2": KnownSource(_W + "cifar_resnet_2_dict_withSPP.pkl",
+                                      "422c41450342400e88930d02d06a0a212a0f05f76855d7e71a58dea3b138120f", _JIA,
+                                      "Jia 2019 ResNet20+SPP pretrained on CIFAR10 (2-feature embedding)",
+                                      "jia2019-cifar", 2, (1, 2)),
+    "jia2019-cifar-gap-emb2": KnownSource(_W + "cifar_resnet_2_dict.pkl",
+                                          "a6c95eef5e7c05696371df0baab1abb9ae7d658fb2c08a5f28730bd7b3019ce8", _JIA,
+                                          "Jia 2019 plain ResNet20 (global pooling) pretrained on CIFAR10 "
+                                          "(2-feature embedding)", "jia2019-cifar", 2, None),
+    "jia2019-mnist": KnownSource(_W + "mnist_resnet_2_dict_withSPP.pkl",
+                                 "ca4c4171d30ae75dbeb24fb8fdc768782b8800cb75bfd5d4e93df5b6a61ae5be", _JIA,
+                                 "Jia 2019 ResNet20+SPP pretrained on MNIST (1 channel, 2-feature embedding)",
+                                 "jia2019-mnist", 2, (1, 2)),
+    "jia2019-mnist-gap": KnownSource(_W + "mnist_resnet_2_dict.pkl",
+                                     "2e824f398925d872e3d2a91d0eefe683a154a3fc1024f70b75b95a172b3b62f0", _JIA,
+                                     "Jia 2019 plain ResNet20 (global pooling) pretrained on MNIST "
+                                     "(1 channel, 2-feature embedding)", "jia2019-mnist", 2, None),
 }
+
+
+def _pyramid(value: Any) -> tuple[int, ...] | None:
+    return None if value is None else tuple(int(v) for v in value)
+
+
+def release_for(name: str, net_kwargs: dict[str, Any]) -> str:
+    """The released variant of pretraining `name` that holds the same net as `net_kwargs` (Jia 2019's
+    grid: plain ResNet20 or SPP, embeddings of 2/16/32): the same pooling and embedding size when the
+    authors released one, else the same pooling (the backbone transfers, the embedding starts fresh),
+    else `name` itself (only the backbone's convolutions transfer)."""
+    entry = KNOWN_SOURCES.get(name)
+    if entry is None or entry.base is None or "pyramid" not in net_kwargs:
+        return name
+    pyramid, size = _pyramid(net_kwargs.get("pyramid")), net_kwargs.get("embedding_dim")
+    family = [(n, e) for n, e in KNOWN_SOURCES.items() if e.base == entry.base]
+    for wanted in (lambda e: _pyramid(e.pyramid) == pyramid and e.embedding_dim == size,
+                   lambda e: _pyramid(e.pyramid) == pyramid):
+        if wanted(entry):
+            return name
+        matches = [n for n, e in family if wanted(e)]
+        if matches:
+            return matches[0]
+    return name
+
+
 FAMILY_NAMES = {"jia2019-resnet20": "ResNet20+SPP"}
 
 
@@ -74,6 +122,8 @@ def resolve_pretrained(source: str | Path | None, task: Task | None = None,
 
     if source in (None, "") and task is not None:
         source = task.default_pretrained(len(task.phases) if n_phases is None else n_phases)
+        if source:  # the recipe's pretraining, in the variant that fits the task's net (Jia's grid)
+            source = release_for(source, task.net_kwargs)
     if source in (None, "") or str(source).lower() in NO_PRETRAINING:
         return None
     source = str(source)

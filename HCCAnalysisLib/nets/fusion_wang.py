@@ -77,7 +77,10 @@ class WangNet(nn.Module):
                  pretrained_path: str | None = None, joint: bool = False, image_hidden: int = 64,
                  clinical_hidden: int = 64, conv_channels: int = 8) -> None:
         super().__init__()
-        import timm  # imported here so that `import HCCAnalysisLib.nets` stays cheap
+        from HCCAnalysisLib.runtime.extras import require
+
+        # imported here so that `import HCCAnalysisLib.nets` stays cheap; missing: names the pip extra
+        timm = require("timm", "fusion", "the Wang 2020 net (timm's ResNet-50)")
 
         variant = str(variant).lower()
         if variant not in VARIANTS:

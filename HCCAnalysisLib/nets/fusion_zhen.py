@@ -26,7 +26,10 @@ class ZhenNet(nn.Module):
     def __init__(self, in_channels: int = 6, num_classes: int = 7, clinical_dim: int = 0,
                  pretrained_path: str | None = None) -> None:
         super().__init__()
-        import timm  # imported here so that `import HCCAnalysisLib.nets` stays cheap
+        from HCCAnalysisLib.runtime.extras import require
+
+        # imported here so that `import HCCAnalysisLib.nets` stays cheap; missing: names the pip extra
+        timm = require("timm", "fusion", "the Zhen 2020 net (timm's Inception-ResNet-V2)")
 
         self.in_channels = int(in_channels)
         self.clinical_dim = int(clinical_dim)

@@ -23,6 +23,13 @@ The no-intra-loss ablation is a loss option (`ResGLLoss(use_centre=False)`).
 
 Layer order: conv -> batch norm -> ReLU as in He et al.'s ResNet, which the paper
 extends (its text lists ReLU before batch norm without saying more).
+
+Shared global ROI: the patches of one slice share its ROI. Given `global_roi` as the U
+distinct ROIs of a batch and `global_roi_index` (B: each patch's ROI), as
+`engine/batches.stack_inputs` gives them, the global pathway runs once per distinct ROI and
+its features are gathered per patch; in training its batch norms use the statistics of
+the per-patch batch (`weighted_batch_norm`), so outputs, loss and gradients equal those
+of the per-patch computation (`global_roi` B x ..., no index), which is still accepted.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from HCCAnalysisLib.errors import HCCInputError
+from HCCAnalysisLib.nets.weighted_batch_norm import batch_norm
 
 VARIANTS = ("full", "no_lstm", "local_only")
 
@@ -47,9 +55,10 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.stride, self.extra = stride, planes - in_planes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+    def forward(self, x: torch.Tensor, counts: torch.Tensor | None = None, total: int = 0) -> torch.Tensor:
+        """`counts`/`total`: x holds distinct entries standing for a batch of `total` (weighted_batch_norm)."""
+        out = F.relu(batch_norm(self.bn1, self.conv1(x), counts, total))
+        out = batch_norm(self.bn2, self.conv2(out), counts, total)
         shortcut = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
         if self.extra:
             shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, self.extra))
@@ -72,8 +81,29 @@ class ResidualPathway(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.out_features = planes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1)
+    def forward(self, x: torch.Tensor, counts: torch.Tensor | None = None, total: int = 0) -> torch.Tensor:
+        """B x out_features; with `counts`, x holds distinct entries standing for a batch of `total`."""
+        conv, norm, relu = self.stem
+        out = relu(batch_norm(norm, conv(x), counts, total))
+        for block in self.layers:
+            out = block(out, counts, total)
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+    def has_sync_batch_norm(self) -> bool:
+        return any(isinstance(m, nn.SyncBatchNorm) for m in self.modules())
+
+
+def shared_pathway(pathway: ResidualPathway, rois: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    """Per-sample features of `pathway` over U distinct `rois`, sample i seeing rois[index[i]]."""
+    if index is None:
+        return pathway(rois)
+    if pathway.training and pathway.has_sync_batch_norm():
+        # torchrun's SyncBatchNorm has no weighted form: the per-patch computation, as before
+        return pathway(rois[index])
+    if not pathway.training:  # running statistics: each ROI's features do not depend on the batch
+        return pathway(rois)[index]
+    counts = torch.bincount(index, minlength=rois.shape[0])
+    return pathway(rois, counts, int(index.shape[0]))[index]
 
 
 class ResGLBlock(nn.Module):
@@ -86,17 +116,24 @@ class ResGLBlock(nn.Module):
         joined = self.local.out_features * (2 if use_global else 1)
         self.fc = nn.Linear(joined, phase_features) if use_global else None
 
-    def forward(self, local: torch.Tensor, global_roi: torch.Tensor | None
-            ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def forward(self, local: torch.Tensor, global_roi: torch.Tensor | None,
+                global_roi_index: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         f_local = self.local(local)
         if self.glob is None:
             return f_local, None, f_local
-        f_global = self.glob(global_roi)
+        f_global = shared_pathway(self.glob, global_roi, global_roi_index)
         return f_local, f_global, F.relu(self.fc(torch.cat([f_local, f_global], dim=1)))
 
 
 class ResGLBDLSTM(nn.Module):
-    """Patch classifier over P phases; forward(local=B x P x 1 x H x W, global_roi=B x P x 1 x H' x W')."""
+    """Patch classifier over P phases; forward(local=B x P x 1 x H x W, global_roi=B x P x 1 x H' x W'),
+    or global_roi=U x P x 1 x H' x W' distinct ROIs with global_roi_index=B (each patch's ROI)."""
+
+    # engine/infer.run_net's batch for this net. With the global pathway once per ROI per batch,
+    # 64 measured fastest on the CPU at the paper's sizes (16 was fastest per patch, where 256
+    # patches' 128 x 128 activations overflow the caches): benchmarks/results_liang_global.md.
+    inference_batch_size = 64
 
     def __init__(self, num_classes: int = 4, n_phases: int = 3, variant: str = "full", width: int = 16,
                  blocks: int = 3, phase_features: int = 128, lstm_hidden: int = 64) -> None:
@@ -129,16 +166,24 @@ class ResGLBDLSTM(nn.Module):
             raise HCCInputError(f"input '{name}' must be B x {self.n_phases} x 1 x H x W (batch, phase, channel, "
                                 f"height, width), got {tuple(x.shape)}")
 
-    def _phase_features(self, local, global_roi):
-        self._check("local", local)
-        if self.variant != "local_only":
-            self._check("global_roi", global_roi)
+    def _check_global(self, local, global_roi, index):
+        self._check("global_roi", global_roi)
+        if index is None:
             if global_roi.shape[0] != local.shape[0]:
                 raise HCCInputError(f"'local' has {local.shape[0]} samples, 'global_roi' {global_roi.shape[0]}")
+            return
+        if index.ndim != 1 or index.shape[0] != local.shape[0] or index.dtype != torch.int64:
+            raise HCCInputError(f"'global_roi_index' must be {local.shape[0]} int64 indices (one per patch), got "
+                                f"{index.dtype} {tuple(index.shape)}")
+
+    def _phase_features(self, local, global_roi, global_roi_index=None):
+        self._check("local", local)
+        if self.variant != "local_only":
+            self._check_global(local, global_roi, global_roi_index)
         f_local, f_global, joined = [], [], []
         for p, block in enumerate(self.phases):
             roi = None if self.variant == "local_only" else global_roi[:, p]
-            fl, fg, fj = block(local[:, p], roi)
+            fl, fg, fj = block(local[:, p], roi, global_roi_index)
             f_local.append(fl)
             f_global.append(fg)
             joined.append(fj)
@@ -151,9 +196,9 @@ class ResGLBDLSTM(nn.Module):
             return torch.cat([h_n[0], h_n[1]], dim=1)
         return torch.cat(joined, dim=1)
 
-    def forward(self, local: torch.Tensor | None = None, global_roi: torch.Tensor | None = None
-                ) -> dict[str, torch.Tensor]:
-        f_local, f_global, joined = self._phase_features(local, global_roi)
+    def forward(self, local: torch.Tensor | None = None, global_roi: torch.Tensor | None = None,
+                global_roi_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        f_local, f_global, joined = self._phase_features(local, global_roi, global_roi_index)
         features = self._features(joined)
         out = {"logits": self.classifier(features), "features": features}
         if self.variant != "local_only":
@@ -161,9 +206,10 @@ class ResGLBDLSTM(nn.Module):
             out["global_logits"] = self.global_head(torch.cat(f_global, dim=1))
         return out
 
-    def embed(self, local: torch.Tensor | None = None, global_roi: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, local: torch.Tensor | None = None, global_roi: torch.Tensor | None = None,
+              global_roi_index: torch.Tensor | None = None) -> torch.Tensor:
         """The patch feature (the centre loss's f_i), B x feature_dim."""
-        return self._features(self._phase_features(local, global_roi)[2])
+        return self._features(self._phase_features(local, global_roi, global_roi_index)[2])
 
 
 def build_resgl_bdlstm(num_classes: int = 4, n_phases: int = 3, variant: str = "full", width: int = 16,

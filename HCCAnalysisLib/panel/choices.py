@@ -85,10 +85,27 @@ def model_index(paths: list, current: str) -> int:
     return len(paths) - 1
 
 
+#: Shown when no model is installed: there is no public HCC model to download (issue 11).
+NO_MODEL_TEXT = ("No model installed for this task. No public HCC model exists: train one on your cohort with "
+                 "`hcc train`, then `hcc models install` it (or Import it here).")
+
+
+def download_choice(entries: Sequence[Any], task_name: str) -> tuple[bool, str]:
+    """(enabled, one-line tooltip) of the Download button for a task's model-package entries."""
+    if not entries:
+        return False, f"Models.json lists no model package for {task_name}: train one with `hcc train`, then Import it"
+    return True, f"Download one of the {len(entries)} model package(s) listed for {task_name}"
+
+
+def download_labels(entries: Sequence[Any]) -> list[str]:
+    """The chooser's lines, one per model-package entry: title, version, licence, training data."""
+    return [f"{e.title or e.id} {e.version} ({e.license}): {e.training_data}" for e in entries]
+
+
 def model_summary(card: dict) -> str:
     """One line under the model combo box: what the chosen model reads and predicts."""
     if not card:
-        return "No model installed for this task."
+        return NO_MODEL_TEXT
     return f"Reads {', '.join(card['phases'])}; classes {', '.join(card['classes'])}"
 
 

@@ -1,10 +1,11 @@
 """The work behind the panel's Apply and "Run all": MRML inputs -> jobs -> predictions -> table.
 
-Split in two halves because MRML is not thread-safe: `prepare_job` reads the nodes into a
-Case on the GUI thread; `run_job` (model loading and prediction, no MRML) may run on a worker
-thread; `results_to_table` (and `saliency_nodes` for jobs that asked for a saliency map)
-write the table (and volume nodes) on the GUI thread again. Used by
-HCCAnalysisLogic; runs the same with the slicer-core wheel, so it is tested outside Slicer.
+In three steps: `prepare_job` reads the nodes into a Case on the GUI thread; `run_job` (model
+loading and prediction, no MRML) runs in the child process the panel starts (`process_run`,
+`hcc run-job`), or in this process for the blocking console call; `results_to_table` (and
+`saliency_nodes` for jobs that asked for a saliency map) write the table (and volume nodes)
+on the GUI thread again. Used by HCCAnalysisLogic; runs the same with the slicer-core wheel,
+so it is tested outside Slicer.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Job:
     model_dir: str
     device: str
     saliency: bool = False  # also compute the saliency volume of the case (issue 6)
-    # Set by run_job on the worker thread; read on the GUI thread once the run has finished.
+    # Set by run_job (in the child process), or from its saliency file once the run has finished.
     saliency_image: sitk.Image | None = None  # SimpleITK image on the case's segmentation grid
 
 
@@ -124,10 +125,10 @@ def load_cached_model(model_dir: str | Path, device: str) -> tuple[LoadedModel, 
 
 
 def run_job(job: Job) -> Prediction:
-    """Predict one job (no MRML: safe on a worker thread). Returns a Prediction.
+    """Predict one job (no MRML). Returns a Prediction.
 
     With `job.saliency`, also puts the case's saliency volume in `job.saliency_image` (the
-    BackgroundRun's results stay Predictions, which the table code expects)."""
+    result stays a Prediction, which the table code expects)."""
     from HCCAnalysisLib.engine.infer import predict_case
 
     model, device = load_cached_model(job.model_dir, job.device)
@@ -167,10 +168,11 @@ def saliency_nodes(jobs: Sequence[Job], scene: slicer.vtkMRMLScene) -> list[slic
 def applicable_jobs(volume_nodes: Mapping[str, slicer.vtkMRMLScalarVolumeNode | None],
                     segmentation_node: slicer.vtkMRMLSegmentationNode | None, segment_ids: Sequence[str] | None,
                     device: str = "auto", clinical: Mapping[str, str] | None = None,
-                    models: Mapping[str, str] | None = None) -> list[Job]:
+                    models: Mapping[str, str] | None = None, case_id: str = "case") -> list[Job]:
     """Jobs for every task whose phases, model and clinical data are all present ("Run all").
 
-    `models`: task -> model package folder (default: the newest installed package per task).
+    `models`: task -> model package folder (default: the newest installed package per task);
+    `case_id`: the table's case name (the panel gives the segmentation's name, as for Apply).
     """
     if models is None:
         models = {}
@@ -181,7 +183,8 @@ def applicable_jobs(volume_nodes: Mapping[str, slicer.vtkMRMLScalarVolumeNode | 
     if not tasks:
         raise HCCInputError("no task has all its inputs (phases, installed model, clinical data)", "Run all",
                             "choose the phase volumes of a task and install its model")
-    return [prepare_job(t, volume_nodes, segmentation_node, segment_ids, models[t], device, clinical) for t in tasks]
+    return [prepare_job(t, volume_nodes, segmentation_node, segment_ids, models[t], device, clinical, case_id=case_id)
+            for t in tasks]
 
 
 def combined_records(predictions: Sequence[Prediction]) -> tuple[list[str], list[dict[str, Any]]]:

@@ -27,13 +27,19 @@ def _png(figure):
     return buffer.getvalue()
 
 
-def roc_figure(title: str, curves: Sequence[Tuple[str, np.ndarray, np.ndarray]]) -> bytes:
-    """ROC curves; `curves` is a list of (legend label, 0/1 truth, scores)."""
+def roc_figure(title: str, curves: Sequence[Tuple[str, np.ndarray, np.ndarray]],
+               points: Sequence[Tuple[str, float, float]] = ()) -> bytes:
+    """ROC curves; `curves` is a list of (legend label, 0/1 truth, scores); `points` are
+    operating points (legend label, 1 - specificity, sensitivity), e.g. readers (Zhen Fig. 2)."""
     figure = Figure(figsize=(5.2, 5.0))
     axes = figure.add_subplot()
     for label, truth, scores in curves:
         fpr, tpr, _ = roc_curve(truth, scores)
         axes.plot(fpr, tpr, lw=1.6, label=label)
+    markers = "osD^v<>p*h"
+    for n, (label, fpr, tpr) in enumerate(points):
+        axes.plot([fpr], [tpr], ls="none", marker=markers[n % len(markers)], ms=7, mfc="none", mew=1.5,
+                  label=label)
     axes.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
     axes.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity", ylabel="sensitivity",
              title=title)
@@ -67,21 +73,29 @@ def confusion_figure(title: str, classes: Sequence[str], counts: np.ndarray, nor
     return _png(figure)
 
 
-def tsne_points(embeddings: np.ndarray, seed: int = 0) -> Tuple[np.ndarray | None, np.ndarray]:
-    """2-D t-SNE of the embeddings (rows), perplexity adapted to small sets; (points, used rows)."""
+# Zhen et al. 2020 ("Statistical Analysis"): Barnes-Hut t-SNE of the last hidden layer with
+# theta 0.5, perplexity 50 and 10,000 iterations. sklearn's Barnes-Hut angle is that theta; it
+# stops early when 300 iterations bring no progress. Perplexity must stay below the number of
+# points: small sets use (n - 1) / 3 instead, and the caption says which value was used.
+TSNE_SETTINGS = {"method": "barnes_hut", "angle": 0.5, "perplexity": 50.0, "max_iter": 10000}
+
+
+def tsne_points(embeddings: np.ndarray, seed: int = 0) -> Tuple[np.ndarray | None, np.ndarray, dict]:
+    """2-D t-SNE of the embeddings (rows) with Zhen's settings; (points, used rows, settings used)."""
     embeddings = np.asarray(embeddings, dtype=float)
     rows = np.arange(len(embeddings))
     if len(rows) > TSNE_MAX_POINTS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, TSNE_MAX_POINTS, replace=False))
     data = embeddings[rows]
+    settings = dict(TSNE_SETTINGS, perplexity=float(min(TSNE_SETTINGS["perplexity"], (len(data) - 1) / 3.0)))
     if len(data) < 5:
-        return None, rows
-    perplexity = float(min(30.0, (len(data) - 1) / 3.0))
+        return None, rows, settings
     # One OpenMP thread: on a busy machine t-SNE's threads spin and run ~20x slower.
     with threadpool_limits(limits=1):
-        points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-                      learning_rate="auto").fit_transform(data)
-    return points, rows
+        model = TSNE(n_components=2, init="pca", random_state=seed, learning_rate="auto", **settings)
+        points = model.fit_transform(data)
+    settings["iterations_run"] = int(model.n_iter_)
+    return points, rows, settings
 
 
 def tsne_figure(title: str, points: np.ndarray, labels: Sequence[str], classes: Sequence[str]) -> bytes:
@@ -160,4 +174,33 @@ def embedding_figure(title: str, points: np.ndarray, labels: Sequence[str], clas
                          label=f"{name} (n={int(chosen.sum())})")
     axes.set(title=title, xlabel=axis_labels[0], ylabel=axis_labels[1])
     axes.legend(fontsize=7, markerscale=1.5)
+    return _png(figure)
+
+
+def tsic_figure(title: str, phases: Sequence[str], curves: dict) -> bytes:
+    """Mean time-signal intensity curve per class with a +-1 SD band (Jia 2019 Fig. 4);
+    `curves`: class -> {"mean", "sd", "n"} over the dynamic `phases`."""
+    figure = Figure(figsize=(5.6, 4.2))
+    axes = figure.add_subplot()
+    x = np.arange(len(phases))
+    for name, curve in curves.items():
+        mean, sd = np.asarray(curve["mean"]), np.asarray(curve["sd"])
+        line, = axes.plot(x, mean, marker="o", lw=1.6, label=f"{name} (n={curve['n']})")
+        axes.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.15, lw=0)
+    axes.set_xticks(x, list(phases))
+    axes.set(xlabel="dynamic phase", ylabel="mean signal intensity (16 x 16 ROI centre)", title=title)
+    axes.legend(fontsize=7)
+    return _png(figure)
+
+
+def epoch_curve_figure(title: str, epochs: np.ndarray, curves: dict) -> bytes:
+    """Accuracy per epoch, mean with a +-1 SD band over repeats (Jia 2019 Fig. 7); `curves`:
+    label -> (mean, sd) arrays over `epochs`."""
+    figure = Figure(figsize=(5.6, 4.2))
+    axes = figure.add_subplot()
+    for label, (mean, sd) in curves.items():
+        line, = axes.plot(epochs, mean, lw=1.6, label=label)
+        axes.fill_between(epochs, mean - sd, mean + sd, color=line.get_color(), alpha=0.15, lw=0)
+    axes.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=title)
+    axes.legend(fontsize=7, loc="lower right")
     return _png(figure)

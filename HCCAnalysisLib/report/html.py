@@ -100,6 +100,25 @@ def agreement_table(caption: str, models: Sequence[dict], level: str) -> str:
     return "\n".join(out)
 
 
+def kappa_difference_table(caption: str, pairs: Sequence[Mapping[str, Any]]) -> str:
+    """Model vs reader: both kappas with the truth and the two-sample two-tailed z-test (seed 001)."""
+    out = [f"<table><caption>{esc(caption)}</caption>",
+           _row(["", "Kappa (model)", "Kappa (reader)", "Z score", "P-value", "common cases"], "th")]
+    for pair in pairs:
+        d = pair["result"].get("kappa_difference", {"error": "no common case"})
+        if "error" in d:
+            out.append(_row([f"{esc(pair['a'])} vs. {esc(pair['b'])}", esc(d["error"]), "", "", "", ""]))
+            continue
+        z = "n/a" if math.isnan(d["z"]) else f"{d['z']:.2f}"
+        out.append(_row([f"{esc(pair['a'])} vs. {esc(pair['b'])}", f"{d['kappa_a']:.3f}", f"{d['kappa_b']:.3f}",
+                         z, fmt_p(d["p_value"]), str(pair["result"]["n_common"])]))
+    out.append("</table><p class='note'>Readers give calls, not scores: no AUC or DeLong test for them; "
+               "McNemar's test (exact) compares sensitivity and specificity on the cases both called, "
+               "and the kappas are compared with a two-sample two-tailed z-test (asymptotic standard "
+               "errors), as Zhen et al. 2020 did.</p>")
+    return "\n".join(out)
+
+
 METRIC_TITLES = {"accuracy": "Accuracy", "sensitivity": "Sensitivity", "specificity": "Specificity",
                  "precision": "Precision", "f1": "F1", "auc": "AUC"}
 
@@ -181,10 +200,15 @@ def render(report: Mapping[str, Any]) -> str:
             parts += [f"<p class='note'>{esc(m['name'])}: {esc(m['patient_note'])}</p>"
                       for m in models]
         pairs = [(c["a"], c["b"], c["result"]) for c in report["comparisons"].get(level, [])]
-        parts.append(performance_table(f"Diagnostic performance ({title.lower()})", models,
+        shown = list(models) + [r for r in report.get("readers", []) if level in r["levels"]]
+        parts.append(performance_table(f"Diagnostic performance ({title.lower()})", shown,
                                        level, pairs, classes))
         parts.append(agreement_table(f"Consistency with the reference labels ({title.lower()})",
-                                     models, level))
+                                     shown, level))
+        reader_pairs = [c for c in report["comparisons"].get(level, []) if c.get("reader")]
+        if reader_pairs:
+            parts.append(kappa_difference_table(f"Kappa of the model vs. each reader ({title.lower()})",
+                                                reader_pairs))
         parts += [figure_html(f) for f in report["figures"] if f["level"] == level]
     unavailable = [m for m in models if "patient" not in m["levels"]]
     if unavailable and "patient" not in report["levels"]:

@@ -118,17 +118,24 @@ def _match(a, b):
     return ia, ib
 
 
-def compare(a: LevelData, b: LevelData, classes: Sequence[str]) -> dict[str, Any]:
-    """Pairwise tests of two models on their common cases: DeLong (AUC) and McNemar."""
+def compare(a: LevelData, b: LevelData, classes: Sequence[str], b_has_scores: bool = True) -> dict[str, Any]:
+    """Pairwise tests of two models on their common cases: DeLong (AUC), McNemar, and the
+    two-sample z-test of their kappas. `b_has_scores=False` (a reader's hard calls): no DeLong."""
     ia, ib = _match(a, b)
     out = {"n_common": int(len(ia)), "classes": []}
     if len(ia) == 0:
         return out
     truth = a.labels[ia]
+    try:
+        out["kappa_difference"] = stats.kappa_difference(truth, a.predicted[ia], b.predicted[ib], classes)
+    except HCCInputError as err:
+        out["kappa_difference"] = {"error": err.problem}
     for name in reported_classes(classes):
         k = classes.index(name)
         binary = (truth == name).astype(int)
         try:
+            if not b_has_scores:
+                raise HCCInputError("a reader gives calls, not scores: no AUC to compare")
             delong = stats.delong_test(binary, a.probs[ia, k], b.probs[ib, k])
             delong = {"auc_a": delong.auc_a, "auc_b": delong.auc_b, "z": delong.z,
                       "p_value": delong.p_value}

@@ -10,6 +10,7 @@ Public API (usable from the Slicer Python console):
 - confusion_matrices(y_true, y_pred, classes) counts and row-normalised
 - per_class_metrics(...)                      one-vs-rest sensitivity, specificity, accuracy, AUC
 - agreement(y_true, y_pred, classes)          accuracy with CI + kappa (seed 001 Table 4)
+- kappa_difference(y_true, pred_a, pred_b, classes)  two-sample z-test of two kappas (model vs reader)
 
 statsmodels provides the interval, McNemar and kappa; only DeLong is written here.
 """
@@ -17,6 +18,8 @@ statsmodels provides the interval, McNemar and kappa; only DeLong is written her
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
+
+import math
 
 import numpy as np
 from statsmodels.stats.contingency_tables import mcnemar
@@ -148,6 +151,30 @@ def cohen_kappa(y_true: ArrayLike, y_pred: ArrayLike, classes: Sequence[Any] | N
     return float(result.kappa), float(result.z_value), float(result.pvalue_two_sided)
 
 
+def kappa_difference(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike, classes: Sequence[Any]
+                     ) -> dict[str, float]:
+    """Two-sample two-tailed z-test of two kappas with the truth (seed 001: model vs readers).
+
+    z = (kappa_a - kappa_b) / sqrt(SE_a^2 + SE_b^2), SE the asymptotic standard error of each
+    kappa (not the one under the null); p from the normal distribution. As in the paper, the two
+    kappas are treated as independent samples although they are read on the same cases.
+    """
+    from scipy.stats import norm
+
+    values = []
+    for pred in (pred_a, pred_b):
+        counts, _ = confusion_matrices(as_class_labels(y_true, "y_true"), as_class_labels(pred, "y_pred"), classes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result = cohens_kappa(counts)
+        values.append((float(result.kappa), float(result.std_kappa)))
+    (ka, sa), (kb, sb) = values
+    se = math.sqrt(sa ** 2 + sb ** 2)
+    if not se > 0:
+        return {"kappa_a": ka, "kappa_b": kb, "z": float("nan"), "p_value": float("nan")}
+    z = (ka - kb) / se
+    return {"kappa_a": ka, "kappa_b": kb, "z": z, "p_value": float(2 * norm.sf(abs(z)))}
+
+
 def _proportion(successes, n, confidence):
     if n == 0:
         return {"value": float("nan"), "low": float("nan"), "high": float("nan"), "k": 0, "n": 0}
@@ -211,5 +238,5 @@ def auc_covariance(y_true: ArrayLike, *score_sets: ArrayLike) -> tuple[np.ndarra
 
 
 __all__ = ["clopper_pearson", "delong_ci", "delong_test", "DeLongResult", "mcnemar_exact",
-           "mcnemar_sensitivity_specificity", "cohen_kappa", "confusion_matrices", "agreement",
+           "mcnemar_sensitivity_specificity", "cohen_kappa", "kappa_difference", "confusion_matrices", "agreement",
            "per_class_metrics", "auc_covariance"]

@@ -58,7 +58,7 @@ label column absent for the task         -> hcc train                  -> exit 2
 truncated image inside a cohort          -> hcc train                  -> exit 2, "<cohort>/lung1/image.nrrd: pixel data could not be read", no package
 --epochs 0                               -> hcc train                  -> exit 2, "--epochs ... must be at least 1" before training
 unknown device name                      -> hcc predict                -> exit 2, "unknown device 'tpu'"
---out that is a folder                   -> hcc predict                -> exit 2, "<out>: is a folder" before the model runs
+--out-file that is a folder              -> hcc predict                -> exit 2, "<out>: is a folder" before the model runs
 clinical column missing                  -> ClinicalSchema.encode      -> "<source>: ... missing column(s) afp"
 clinical value out of range              -> ClinicalSchema.encode      -> "age: 250 years is outside the plausible range 0-120 years"
 clinical value not a number              -> ClinicalSchema.encode      -> "age: 'sixty' is not a number"
@@ -206,7 +206,8 @@ def test_cuda_requested_where_none_exists(tmp_path, cohort, capsys, command):
     if command == "train":
         argv = ["train", "--task", bad.TASK, "--cohort", cohort, "--phases", "image", "--out", out]
     else:
-        argv = ["predict", "--model", bad.build_package(tmp_path / "pkg"), "--case", cohort / "breast1", "--out", out]
+        argv = ["predict", "--model", bad.build_package(tmp_path / "pkg"), "--case", cohort / "breast1",
+                "--out-file", out]
     cli_refused(argv + ["--device", "cuda"], capsys, "CUDA was requested but no CUDA GPU is usable",
                 "choose auto or cpu", inputs=[cohort], absent=[out])
 
@@ -253,12 +254,12 @@ def test_truncated_image_inside_a_cohort(tmp_path, cohort, capsys):
 
 @pytest.mark.parametrize("epochs", ["0", "-1"])
 def test_epochs_must_be_positive(tmp_path, cohort, capsys, monkeypatch, epochs):
-    import HCCAnalysisLib.workflows as workflows
+    import HCCAnalysisLib.engine.evaluate as evaluate
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started although --epochs was not a positive number")
 
-    monkeypatch.setattr(workflows, "load_samples", no_training)
+    monkeypatch.setattr(evaluate, "load_samples", no_training)  # where train_model takes it from, on use
     out = tmp_path / "model"
     cli_refused(["train", "--task", bad.TASK, "--cohort", cohort, "--phases", "image", "--epochs", epochs,
                  "--out", out], capsys, "epochs", inputs=[cohort], absent=[out])
@@ -267,14 +268,14 @@ def test_epochs_must_be_positive(tmp_path, cohort, capsys, monkeypatch, epochs):
 def test_unknown_device_name(tmp_path, cohort, capsys):
     out = tmp_path / "results.tsv"
     cli_refused(["predict", "--model", bad.build_package(tmp_path / "pkg"), "--case", cohort / "breast1",
-                 "--device", "tpu", "--out", out], capsys, "unknown device 'tpu'", inputs=[cohort], absent=[out])
+                 "--device", "tpu", "--out-file", out], capsys, "unknown device 'tpu'", inputs=[cohort], absent=[out])
 
 
-def test_predict_out_is_a_folder(tmp_path, cohort, capsys):
+def test_predict_out_file_is_a_folder(tmp_path, cohort, capsys):
     out = tmp_path / "results"
     out.mkdir()
     cli_refused(["predict", "--model", bad.build_package(tmp_path / "pkg"), "--case", cohort / "breast1",
-                 "--out", out], capsys, str(out), "folder", inputs=[cohort, out])
+                 "--out-file", out], capsys, str(out), "folder", inputs=[cohort, out])
 
 
 # ---------------------------------------------------------------- clinical values -------------------

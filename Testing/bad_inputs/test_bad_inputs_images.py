@@ -54,7 +54,7 @@ def test_truncated_phase_through_cli_predict(tmp_path, capsys):
     bad.truncated_copy(SRC, case / "image.nrrd", keep=0.6)
     out = tmp_path / "results.tsv"
     with bad.Unchanged(case, model, absent=[out]):
-        code, err = bad.run_cli(["predict", "--model", model, "--case", case, "--out", out], capsys)
+        code, err = bad.run_cli(["predict", "--model", model, "--case", case, "--out-file", out], capsys)
     assert code == 2
     bad.assert_message(err, "hcc predict: error:", str(case / "image.nrrd"), "corrupt or truncated")
 
@@ -147,7 +147,7 @@ def test_mixed_dicom_phase_through_cli_predict(tmp_path, small_series_image, cap
     shutil.copy(bad.SMALL_CASE / "labels.nrrd", case / "labels.nrrd")
     out = tmp_path / "results.tsv"
     with bad.Unchanged(case, model, absent=[out]):
-        code, err = bad.run_cli(["predict", "--model", model, "--case", case, "--out", out], capsys)
+        code, err = bad.run_cli(["predict", "--model", model, "--case", case, "--out-file", out], capsys)
     assert code == 2
     bad.assert_message(err, str(case / "T2"), "holds 2 DICOM series")
 

@@ -18,7 +18,7 @@ from HCCAnalysisLib.data.case import load_case
 from HCCAnalysisLib.engine.infer import predict_case
 from HCCAnalysisLib.models.package import load_model, sha256_of
 from HCCAnalysisLib.nets.jia2019_weights import from_jia2019, load_jia2019_file
-from HCCAnalysisLib.models.pretrained import resolve_pretrained
+from HCCAnalysisLib.models.pretrained import KNOWN_SOURCES, resolve_pretrained
 
 BUNDLED_PKL = bad.SAMPLE.parent / "HCCAnalysisLib" / "methods" / "jia2019" / "weights" / "cifar_resnet_32_dict_withSPP.pkl"
 
@@ -49,7 +49,7 @@ def test_changed_weight_file(package, tmp_path, capsys):
             "altered or swapped", inputs=[package])
     out = tmp_path / "results.tsv"
     with bad.Unchanged(package, absent=[out]):
-        code, err = bad.run_cli(["predict", "--model", package, "--case", bad.SMALL_CASE, "--out", out], capsys)
+        code, err = bad.run_cli(["predict", "--model", package, "--case", bad.SMALL_CASE, "--out-file", out], capsys)
     assert code == 2
     bad.assert_message(err, "hcc predict: error:", str(weights), "does not match")
 
@@ -184,7 +184,7 @@ def test_text_file_named_pkl(tmp_path):
 @pytest.mark.parametrize("source", ["imagenet", "missing.pkl"])
 def test_unknown_pretrained_source(source):
     refused(lambda: resolve_pretrained(source), f"{source}:", "pretrained weights file does not exist",
-            "jia2019-cifar, jia2019-mnist, none")
+            ", ".join(sorted(KNOWN_SOURCES)) + ", none")
 
 
 def test_bundled_weights_altered(tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ def test_model_package_card(model_dir):
 def test_predict_held_out_case(model_dir, sample_data, tmp_path):
     out = tmp_path / "results.tsv"
     assert main(["predict", "--model", str(model_dir), "--case", str(sample_data / "demo-heldout" / "brain2"),
-                 "--out", str(out)]) == 0
+                 "--out-file", str(out)]) == 0
     rows = _rows(out)
     assert {r["kind"] for r in rows} == {"lesion", "background"}
     for row in rows:
@@ -62,7 +62,7 @@ def test_held_out_case_through_mrml_nodes(model_dir, sample_data, tmp_path):
     files = _rows(tmp_path / "heldout_results.tsv")
     reference = tmp_path / "file_route.tsv"
     main(["predict", "--model", str(model_dir), "--case", str(sample_data / "demo-heldout" / "brain2"),
-          "--out", str(reference)])
+          "--out-file", str(reference)])
     by_file = {r["lesion_id"] if r["kind"] == "lesion" else r["kind"]: float(r["prob_HCC"]) for r in _rows(reference)}
     by_mrml = [float(r["prob_HCC"]) for r in files if r["kind"] == "lesion"]
     assert by_mrml == pytest.approx([v for k, v in by_file.items() if k != "background"], abs=1e-4)
@@ -84,7 +84,7 @@ def test_altered_weights_are_refused_and_nothing_is_written(model_dir, sample_da
         load_model(altered)
     out = tmp_path / "results.tsv"
     assert main(["predict", "--model", str(altered), "--case", str(sample_data / "demo-heldout" / "brain2"),
-                 "--out", str(out)]) == 2
+                 "--out-file", str(out)]) == 2
     assert "model.safetensors" in capsys.readouterr().err and not out.exists()
 
 

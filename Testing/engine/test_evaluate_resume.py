@@ -47,7 +47,8 @@ def uninterrupted(sample_data, tmp_path_factory):
 
 def test_sigterm_then_resume_gives_the_uninterrupted_results(sample_data, uninterrupted, tmp_path):
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "HCCAnalysisLib.cli", *_args(sample_data, out)], cwd=ROOT,
+    # -q: no progress messages on stderr, so the stop line is all it holds
+    proc = subprocess.Popen([sys.executable, "-m", "HCCAnalysisLib.cli", "-q", *_args(sample_data, out)], cwd=ROOT,
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not list((out / "folds").glob("r*_f*.json")) and proc.poll() is None and time.time() < deadline:
@@ -68,7 +69,7 @@ def test_sigterm_then_resume_gives_the_uninterrupted_results(sample_data, uninte
     rerun = subprocess.run([sys.executable, "-m", "HCCAnalysisLib.cli", *_args(sample_data, out)], cwd=ROOT,
                            env=_env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"resuming: {len(kept)} of 4 folds finished" in rerun.stdout
+    assert f"resuming: {len(kept)} of 4 folds finished" in rerun.stderr  # a message: stderr (logging)
     assert {name: (out / "folds" / name).read_bytes() for name in kept} == before  # finished folds not redone
     assert sorted(p.name for p in (out / "folds").iterdir()) == [f"r{r}_f{f}.json" for r in (0, 1) for f in (0, 1)]
     for name in ("predictions.tsv", "evaluation.json"):
@@ -127,7 +128,7 @@ def test_resume_with_other_settings_is_refused_naming_them(sample_data, uninterr
 
 def test_ctrl_c_prints_one_line_and_exits_130(sample_data, tmp_path):
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "HCCAnalysisLib.cli", *_args(sample_data, out)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "HCCAnalysisLib.cli", "-q", *_args(sample_data, out)], cwd=ROOT,
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (out / "evaluation.json").exists() and proc.poll() is None and time.time() < deadline:
@@ -159,14 +160,15 @@ def test_sigterm_during_train_prints_one_line_and_writes_no_package(sample_data,
                              str(sample_data / "demo-cohort"), "--phases", "image", "--epochs", "200",
                              "--out", str(out)], cwd=ROOT, env=dict(_env(), PYTHONUNBUFFERED="1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:  # wait until training has started
+    for line in proc.stderr:  # wait until training has started (messages go to stderr)
         if "epoch" in line:
             break
     assert proc.poll() is None, proc.stderr.read()
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143
-    assert stderr.strip().splitlines() == ["hcc train: stopped by SIGTERM; nothing was left half-written"]
+    lines = [line for line in stderr.strip().splitlines() if "epoch" not in line]  # epochs logged before the stop
+    assert lines == ["hcc train: stopped by SIGTERM; nothing was left half-written"], stderr
     assert not out.exists() or not any(out.iterdir())
 
 

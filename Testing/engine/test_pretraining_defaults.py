@@ -65,7 +65,7 @@ def run_train(cohort, out, monkeypatch, capsys, *extra):
     monkeypatch.setattr(train, "build_task_net", spy)
     main(["train", "--task", TASK, "--cohort", str(cohort), "--out", str(out), "--epochs", "1", *extra])
     card = json.loads((Path(out) / CARD_NAME).read_text())
-    return card, capsys.readouterr().out, built
+    return card, capsys.readouterr().err, built  # messages go to stderr (logging); stdout holds results
 
 
 def test_default_is_the_cifar_weights_at_half_the_learning_rate(three_phase_cohort, tmp_path, monkeypatch, capsys,

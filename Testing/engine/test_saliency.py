@@ -92,12 +92,13 @@ def test_samplers_record_where_each_input_came_from(lung1):
         np.testing.assert_array_equal(again, s.inputs["image"])
         assert mask[p.z, max(p.y0, 0):p.y1, max(p.x0, 0):p.x1].sum() == mask[p.z].sum()
 
-    # Zhen samples planes of its own 0.7 x 0.7 x 7 mm grid: no placement on the segmentation grid
+    # Zhen samples planes of its own 0.7 x 0.7 x 7 mm grid: each placement is a whole plane of it
     zhen = get_task("zhen2020-model-b")
     samples = get_sampler("zhen2020")(_same_case_on_phases(case, zhen.phases), zhen, list(zhen.phases),
                                       lambda kind: -1, _rng(), False)
-    assert samples and all(s.placement is None for s in samples)
-    assert {t.sampler for t in TASKS.values() if t.placements} == {"jia2019", "wang2020"}
+    assert samples and all(s.placement.grid is not None and s.placement.grid.spacing == (0.7, 0.7, 7.0)
+                           for s in samples)
+    assert {t.sampler for t in TASKS.values() if t.placements} == {"jia2019", "wang2020", "zhen2020", "meng2019"}
 
 
 def test_paste_maps_resizes_into_boxes_clips_and_takes_the_max(lung1):
@@ -189,11 +190,11 @@ def test_saliency_volume_lies_on_the_segmentation_grid_inside_the_crop_boxes(tra
 
 
 def test_tasks_without_placement_are_refused_before_any_work(lung1):
-    zhen = get_task("zhen2020-model-b")
+    liang = next(t for t in TASKS.values() if not t.placements)
     # net=None: the refusal must come before the network (or the sampler) is touched
-    model = LoadedModel(None, {"phases": list(zhen.phases)}, zhen, Path("zhen-model"))
-    with pytest.raises(HCCInputError, match="zhen2020-model-b has no saliency volume.*Jia 2019 and Wang 2020"):
-        saliency_volume(model, _same_case_on_phases(lung1[1], zhen.phases))
+    model = LoadedModel(None, {"phases": list(liang.phases)}, liang, Path("liang-model"))
+    with pytest.raises(HCCInputError, match=f"{liang.name} has no saliency volume.*Zhen 2020"):
+        saliency_volume(model, _same_case_on_phases(lung1[1], liang.phases))
     for name, task in TASKS.items():
         if not task.placements:
             with pytest.raises(HCCInputError, match="no saliency volume"):
@@ -279,11 +280,12 @@ def test_saliency_command_line(tmp_path, sample_data):
                  "--phases", "image", "--epochs", "1", "--out", str(model)]) == 0
     out = tmp_path / "saliency.nrrd"
     case = sample_data / "demo-heldout" / "brain2"
-    assert main(["saliency", "--model", str(model), "--case", str(case), "--out", str(out)]) == 0
+    assert main(["saliency", "--model", str(model), "--case", str(case), "--out-file", str(out)]) == 0
     volume, labels = sitk.ReadImage(str(out)), sitk.ReadImage(str(case / "labels.nrrd"))
     assert volume.GetSize() == labels.GetSize() and volume.GetSpacing() == labels.GetSpacing()
     values = sitk.GetArrayFromImage(volume)
     assert 0.5 < values.max() <= 1.0 and values.min() >= 0.0  # maps peak at 1 before resizing back
     assert values[sitk.GetArrayFromImage(labels) == 2].mean() > 0
     bad = tmp_path / "saliency.txt"
-    assert main(["saliency", "--model", str(model), "--case", str(case), "--out", str(bad)]) == 2 and not bad.exists()
+    assert main(["saliency", "--model", str(model), "--case", str(case), "--out-file", str(bad)]) == 2
+    assert not bad.exists()

@@ -255,14 +255,15 @@ def test_wang_predict_and_batch(trained, wang_root, tmp_path, capsys):
     name, model_dir = trained
     heldout = wang_root[1]
     out = tmp_path / "results.tsv"
-    code = main(["predict", "--model", str(model_dir), "--case", str(heldout), "--out", str(out), "--device", "cpu"])
+    code = main(["predict", "--model", str(model_dir), "--case", str(heldout), "--out-file", str(out),
+                 "--device", "cpu"])
     if get_task(name).clinical_schema:
         assert code == 2 and not out.exists()
         err = capsys.readouterr().err
         assert "brain2" in err and "clinical data for schema 'wang2020'" in err and "missing column" in err
         # With its cases.csv row, `hcc predict` runs the clinical task, and `hcc batch` agrees.
         with_fields = tmp_path / "with_fields.tsv"
-        assert main(["predict", "--model", str(model_dir), "--case", str(heldout), "--out", str(with_fields),
+        assert main(["predict", "--model", str(model_dir), "--case", str(heldout), "--out-file", str(with_fields),
                      "--device", "cpu", "--cases-csv", str(heldout.parent / "cases.csv")]) == 0
         assert main(["batch", "--cohort", str(heldout.parent), "--model", str(model_dir), "--out",
                      str(tmp_path / "batch"), "--device", "cpu", "--quiet"]) == 0

@@ -1,14 +1,10 @@
-"""The panel's logic without Qt: what it shows (panel_model), how it runs work off the GUI
-thread (background), what it installs (dependencies), and Apply / Run all on real MRML nodes
-built from the bundled demo case (panel_jobs, slicer-core)."""
-
-import threading
-import time
+"""The panel's logic without Qt: what it shows (panel_model), what it installs (dependencies),
+and Apply / Run all on real MRML nodes built from the bundled demo case (panel_jobs, slicer-core).
+The out-of-process runner has its own file (test_process_run.py)."""
 
 import pytest
 
 from HCCAnalysisLib.panel import choices as panel_model
-from HCCAnalysisLib.panel.background import BackgroundRun
 from HCCAnalysisLib.clinical.schemas import SCHEMAS
 from HCCAnalysisLib.panel.dependencies import missing_requirements
 from HCCAnalysisLib.errors import HCCInputError
@@ -67,35 +63,6 @@ def test_lesion_segments_and_volume_matching():
     assert guesses == {"S0": "S0", "arterial": "arterial phase"}  # T2 is ambiguous, S2 absent (S20 is not S2)
 
 
-def test_background_run_reports_results_errors_and_cancels_between_steps():
-    gate = threading.Event()
-
-    def slow():
-        gate.wait(5)
-        return sum(range(10))
-
-    def failing():
-        raise HCCInputError("bad input", "step 2")
-
-    run = BackgroundRun([("slow", slow), ("failing", failing), ("last", lambda: "done")]).start()
-    time.sleep(0.05)
-    first = run.poll()  # the worker waits on the gate; the calling thread is free
-    assert [e.kind for e in first] == ["started"] and not run.finished
-    gate.set()
-    events = run.wait(5)
-    assert run.finished and not run.cancelled
-    assert run.results == {0: 45, 2: "done"} and isinstance(run.errors[1], HCCInputError)
-    assert [e.kind for e in events] == ["result", "started", "error", "started", "result", "finished"]
-    assert run.summary() == "Finished: 2 of 3 step(s) done, 1 failed."
-
-    gate.clear()
-    run = BackgroundRun([("slow", slow), ("never", lambda: 1 / 0)]).start()
-    run.cancel()
-    gate.set()
-    run.wait(5)
-    assert run.cancelled and run.results == {} and run.errors == {}  # the running step's result is dropped
-
-
 def test_missing_requirements(tmp_path):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# comment\nnumpy>=1.0  # why\nnumpy<1.0  # too old\n"
@@ -126,10 +93,7 @@ def test_apply_on_mrml_nodes_matches_the_file_path_and_fills_a_table(demo_nodes,
         panel_jobs.prepare_job(TASK, {}, segmentation, None, str(model_dir), "cpu")
     job = panel_jobs.prepare_job(TASK, volumes, segmentation, panel_jobs.lesion_ids(segmentation), str(model_dir),
                                  "cpu", case_id="lung1", patient_id="patient-lung1")
-    prediction = BackgroundRun([("apply", lambda: panel_jobs.run_job(job))]).start()
-    prediction.wait(120)
-    assert not prediction.errors
-    result = prediction.results[0]
+    result = panel_jobs.run_job(job)
     expected = predict_case(load_model(model_dir), load_cohort(DEMO).records[0].load(phases=["image"]))
     as_text = lambda p: [{k: repr(v) for k, v in r.items()} for r in p.records()]  # noqa: E731 (NaN != NaN)
     assert as_text(result) == as_text(expected)

@@ -97,9 +97,7 @@ def module_env(slicer_app, slicer_version, models_dir, monkeypatch):
                                     module_file=MODULE_FILE)
     finally:
         for widget in widgets:
-            if widget._run is not None:
-                widget._run.wait(60)
-            if widget._timer.timeout._slots:  # not already cleaned up by the test
+            if widget._timer.timeout._slots:  # not already cleaned up by the test: kills a child still running
                 widget.cleanup()
         _forget_framework()
         del slicer.modules.hccanalysis

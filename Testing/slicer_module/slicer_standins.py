@@ -66,10 +66,39 @@ class QDesktopServices:
         return True
 
 
-class QInputDialog:
+class QInputDialog(QWidget):
+    """Qt's dialog as an object. A test answers with `QInputDialog.answer = (item index, accepted)`:
+    exec() gives 1 (Accepted) or 0 (Rejected); textValue() is that item even on Cancel, as in Qt."""
+
+    answer = None
+    shown = []  # the item lists of the dialogs exec()-uted, for the tests to read
+
+    def __init__(self, parent=None):
+        super().__init__(None)
+        self._items, self._index = [], 0
+
+    def setWindowTitle(self, title):
+        self.windowTitle = title
+
+    def setLabelText(self, text):
+        self.labelText = text
+
+    def setComboBoxItems(self, items):
+        self._items = list(items)
+
+    def exec(self):
+        if QInputDialog.answer is None:
+            raise AssertionError("a test must set QInputDialog.answer before the panel asks")
+        QInputDialog.shown.append(list(self._items))
+        self._index, accepted = QInputDialog.answer
+        return 1 if accepted else 0
+
+    def textValue(self):
+        return self._items[self._index] if self._items else ""
+
     @staticmethod
     def getItem(parent, title, label, items, current=0, editable=True):
-        raise AssertionError("a test must replace QInputDialog.getItem before the panel asks")
+        raise AssertionError("the static getItem returns the current item on Cancel: the panel must not use it")
 
 
 class QFileDialog:
@@ -401,6 +430,9 @@ class App:
 
     def layoutManager(self):
         return None  # no views: results are not laid out
+
+    def topLevelWidgets(self):
+        return []  # no main window: slicer.util.mainWindow() gives None, as in a Slicer without GUI
 
     def applicationLogic(self):
         return self._app_logic

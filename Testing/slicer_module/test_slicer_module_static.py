@@ -186,8 +186,9 @@ def test_requirements_are_parseable_commented_and_leave_torch_to_the_extension()
 def test_models_json_is_a_valid_registry():
     from HCCAnalysisLib.models.registry import load_registry
 
-    data = json.loads((MODULE / "Resources" / "Models.json").read_text())
-    assert len(load_registry(MODULE / "Resources" / "Models.json")) == len(data["models"])
+    registry = ROOT / "HCCAnalysisLib" / "models" / "Models.json"  # package data, read by the module too
+    data = json.loads(registry.read_text())
+    assert len(load_registry(registry)) == len(data["models"]) == len(load_registry())
 
 
 def test_icon_is_a_128_pixel_png():

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import SimpleITK as sitk
 import torch
 
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.engine.infer import aggregate, run_net
+from HCCAnalysisLib.engine.infer import aggregate, prepare_for_inference, run_net
 from HCCAnalysisLib.methods.liang2018.label_map_svm import NO_PATCH, LabelMapSVM, class_proportions, label_map
 from HCCAnalysisLib.data.prediction import Prediction
 from HCCAnalysisLib.methods.liang2018.sampler import lesion_patch_sets, samples_of_lesion
@@ -74,6 +75,9 @@ class LesionVotes:
         return class_proportions(self.label_map(), self.probabilities.shape[1])
 
 
+_LOG = logging.getLogger(__name__)
+
+
 def _check_task(task):
     if not task.label_map:
         raise HCCInputError(f"task {task.name} does not classify lesion patches; label maps of patch votes are "
@@ -100,8 +104,8 @@ def votes_from_net(net: torch.nn.Module, task: Task, case: Case, phases: Sequenc
 def lesion_votes(model: LoadedModel, case: Case, phases: Sequence[str] | None = None, device: str = "cpu"
                  ) -> list[LesionVotes]:
     """LesionVotes of every lesion of `case` from a loaded model package (models.load_model)."""
-    model.net.to(torch.device(device))
-    return votes_from_net(model.net, model.task, case, phases or model.card["phases"], device)
+    net = prepare_for_inference(model.net.to(torch.device(device)))  # a loaded package never trains again
+    return votes_from_net(net, model.task, case, phases or model.card["phases"], device)
 
 
 def predict_with_votes(model: LoadedModel, case: Case, phases: Sequence[str] | None = None, device: str = "cpu"
@@ -111,9 +115,9 @@ def predict_with_votes(model: LoadedModel, case: Case, phases: Sequence[str] | N
     if phases != list(model.card["phases"]):
         raise HCCInputError(f"phases {phases} differ from the {model.card['phases']} the model was trained on",
                             model.directory)
-    model.net.to(torch.device(device))
+    net = prepare_for_inference(model.net.to(torch.device(device)))  # a loaded package never trains again
     pairs = []
-    votes = votes_from_net(model.net, model.task, case, phases, device, samples_out=pairs)
+    votes = votes_from_net(net, model.task, case, phases, device, samples_out=pairs)
     classes = list(model.card["classes"])
     rows = []
     for lesion_votes_, (samples, probs) in zip(votes, pairs):
@@ -204,7 +208,7 @@ def _lesion_features(net, task, records, phases, device):
 
 def label_map_svm_cross_validate(task: Task, cohort: Cohort, phases: Sequence[str], out_dir: str | Path | None = None,
                                  folds: int = 5, seed: int = 0, epochs: int | None = None, validation_folds: int = 3,
-                                 device: str = "cpu", log: Callable[[str], Any] = print) -> dict[str, Any]:
+                                 device: str = "cpu", log: Callable[[str], Any] = _LOG.info) -> dict[str, Any]:
     """Patient-level K-fold CV of the whole Liang pipeline: patch net -> label maps -> SVM per lesion.
 
     In each fold, one of `validation_folds` patient-level splits of the training patients is
@@ -233,6 +237,7 @@ def label_map_svm_cross_validate(task: Task, cohort: Cohort, phases: Sequence[st
         samples = [s for r in fit_part
                    for s in make_samples(task, r.load(phases, task), phases, seed, True, r.fields)]
         net, _ = fit(task, samples, torch.device(device), seed=seed, epochs=epochs, log=log)
+        net = prepare_for_inference(net.to(torch.device(device)))  # only votes from here on
         x_fit, y_fit, g_fit, _ = _lesion_features(net, task, fit_part, phases, device)
         x_val, y_val, g_val, _ = _lesion_features(net, task, validation, phases, device)
         x_test, y_test, _, keys = _lesion_features(net, task, test, phases, device)

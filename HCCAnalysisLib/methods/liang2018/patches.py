@@ -16,15 +16,17 @@ is clipped to an abdominal CT window (W400 / L40, i.e. -160..240 HU) and mapped 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import math
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from HCCAnalysisLib.engine.shared_inputs import SharedInput
 from HCCAnalysisLib.errors import HCCInputError
 
 EPSILON = 128  # eq. 1 threshold on the ROI area (pixels), section 3.1
@@ -123,11 +125,13 @@ class LesionPatches:
         local = local.reshape(k, phases, 1, self.local_size, self.local_size)
         return {"local": local, "global_roi": self.global_roi[self.slice_of_patch[idx]]}
 
-    def samples(self) -> list[dict[str, np.ndarray]]:
-        """One inputs dict per patch; patches of one slice share (not copy) their global ROI array."""
+    def samples(self, key: Hashable | None = None) -> list[dict[str, np.ndarray | SharedInput]]:
+        """One inputs dict per patch; the patches of a slice hold one `SharedInput` for its global ROI
+        (one array object, no copy), keyed (key, slice); `key` names the lesion (unique when None)."""
         local = self.inputs()["local"]
-        return [{"local": local[i], "global_roi": self.global_roi[self.slice_of_patch[i]]}
-                for i in range(len(self))]
+        key = uuid.uuid4().hex if key is None else key
+        rois = [SharedInput(self.global_roi[s], (key, int(s))) for s in range(len(self.global_roi))]
+        return [{"local": local[i], "global_roi": rois[self.slice_of_patch[i]]} for i in range(len(self))]
 
 
 def _check_inputs(volumes, mask):

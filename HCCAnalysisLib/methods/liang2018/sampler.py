@@ -4,7 +4,8 @@ Training uses the pace rule of eq. 1 (a grid of step floor(sqrt(w h / epsilon)) 
 lesion's box); prediction uses pace 1, i.e. every lesion pixel of the sampled slice is a
 patch centre, as the paper does for its test set. Each sample holds
 `{"local": P x 1 x s x s, "global_roi": P x 1 x g x g}` (P phases in task order); the
-patches of one slice share their global ROI array. `infer.aggregate` averages the patch
+patches of one slice share their global ROI: one `engine.shared_inputs.SharedInput`, which
+batches as the distinct ROIs + an index, so the net's global pathway runs once per ROI. `infer.aggregate` averages the patch
 probabilities per lesion (one row per lesion).
 
 `lesion_patch_sets` is the one place that decides the patches of a lesion: the sampler
@@ -13,7 +14,8 @@ drawn from exactly the patches the prediction was made from.
 
 Task options (`task.sampler_kwargs`, all optional, paper values by default): `epsilon`
 (128), `patch_size` (7), `local_size` (64), `global_size` (128), `window` ((-160, 240) HU
-or None), `slices` ("largest" or "all").
+or None), `slices` ("largest" or "all"), `registration` ("rigid", "bspline" or "none": the phases
+registered to the last one before patches are taken, `registration.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.methods.liang2018.patches import CT_WINDOW, EPSILON, GLOBAL_SIZE, LOCAL_SIZE, PATCH_SIZE, sample_lesion_patches
 from HCCAnalysisLib.data.samples import Sample
+from HCCAnalysisLib.methods.liang2018.registration import registered_case
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,6 +52,7 @@ def lesion_patch_sets(case: Case, task: Task, phases: Sequence[str], training: b
     if not case.lesions:
         raise HCCInputError("has no lesion to sample patches from", case.source)
     options = patch_options(task)
+    case = registered_case(case, phases, task.sampler_kwargs.get("registration"))
     volumes = [case.phase_on_grid(p) for p in phases]
     out = []
     for lesion in case.lesions:
@@ -63,7 +67,7 @@ def lesion_patch_sets(case: Case, task: Task, phases: Sequence[str], training: b
 def samples_of_lesion(case: Case, lesion: Lesion, patches: LesionPatches, target: int) -> list[Sample]:
     """One Sample per patch of one lesion, all with the lesion's class."""
     return [Sample(inputs, target, case.case_id, case.patient_id, lesion.lesion_id, lesion.name, LESION_KIND)
-            for inputs in patches.samples()]
+            for inputs in patches.samples(key=("liang2018", case.case_id, lesion.lesion_id))]
 
 
 def liang2018_sampler(case: Case, task: Task, phases: Sequence[str], target_of: Callable[[str], int],

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from HCCAnalysisLib.errors import HCCInputError
-from HCCAnalysisLib.data.samples import Sample
+from HCCAnalysisLib.data.samples import Placement, Sample
 from HCCAnalysisLib.methods.meng2019.tiles import tile_samples
 
 if TYPE_CHECKING:
@@ -47,7 +47,10 @@ def meng2019_sampler(case: MicroscopyCase, task: Task, phases: Sequence[str], ta
     if image.shape[2] != channels:
         raise HCCInputError(f"image has {image.shape[2]} channel(s), task {task.name} takes {channels}",
                             case.source, "use RGB images for the RGB tasks (or a task built for grey images)")
-    inputs, _ = tile_samples(image, **tile_options(task))
+    inputs, grid = tile_samples(image, **tile_options(task))
     target = target_of(IMAGE_KIND)
     name = f"whole image ({len(inputs)} tiles)"
-    return [Sample(tile, target, case.case_id, case.patient_id, IMAGE_ID, name, IMAGE_KIND) for tile in inputs]
+    size = grid.tile_size  # each tile's place on the image (one slice): saliency maps paste back there
+    return [Sample(tile, target, case.case_id, case.patient_id, IMAGE_ID, name, IMAGE_KIND,
+                   placement=Placement.of(0, (row, row + size, col, col + size)))
+            for tile, (row, col) in zip(inputs, grid.origins)]

@@ -30,6 +30,7 @@ MENG = Task(
     training=MENG_TRAINING,
     loader="microscopy",
     needs_segmentation=False,
+    placements=True,  # tiles at their place on the microscopy image
 )
 
 TASKS = {

@@ -81,7 +81,9 @@ def pyramid_level(level_widths: Sequence[int], downsample: float) -> int:
 
 
 def _read_tiff(path, downsample, level):
-    import tifffile
+    from HCCAnalysisLib.runtime.extras import require
+
+    tifffile = require("tifffile", "microscopy", f"reading {path} (TIFF / SVS)")
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]  # SVS: baseline + pyramid; later series are thumbnail / label / macro

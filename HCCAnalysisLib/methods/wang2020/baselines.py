@@ -46,7 +46,9 @@ def extract_radiomics(images: Mapping[str, sitk.Image], mask: sitk.Image, label:
     pyradiomics' RadiomicsFeatureExtractor (default: its defaults, original image, all
     feature classes). Returns an ordered dict-like {"phase:feature": float}.
     """
-    from radiomics import featureextractor
+    from HCCAnalysisLib.runtime.extras import require
+
+    featureextractor = require("radiomics.featureextractor", "radiomics", "the Wang 2020 radiomics baseline")
 
     if not images:
         raise HCCInputError("no phase images given for radiomics", source=source)

@@ -43,6 +43,7 @@ def _wang(variant, joint=False):
         clinical_schema=None if variant == "image" else "wang2020",
         training=dict(WANG_TRAINING),
         placements=True,  # crops of the segmentation grid's axial slices
+        extras=("fusion",),  # timm's ResNet-50
     )
 
 

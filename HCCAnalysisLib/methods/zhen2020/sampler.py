@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from HCCAnalysisLib.data.preprocess import bounding_box, crop_2d, fused_volumes, resize_channels, top1_range
-from HCCAnalysisLib.data.samples import Placement, Sample
+from HCCAnalysisLib.data.samples import GridGeometry, Placement, Sample
 from HCCAnalysisLib.data.stacked_inputs import case_label, check_channels, clinical_inputs
 from HCCAnalysisLib.errors import HCCInputError
 
@@ -74,8 +74,8 @@ def zhen2020_sampler(case: Case, task: Task, phases: Sequence[str], target_of: C
                     rng: np.random.Generator, training: bool) -> list[Sample]:
     """One sample per lesion plane on the 0.7 x 0.7 x 7 mm grid: inputs["image"] = C x S x S.
 
-    Its samples carry no `placement`: a plane of the lesion's own grid lies between the
-    segmentation's slices and on other pixels, not on one axial box of the segmentation grid.
+    Each sample's `placement` is its whole plane on the lesion's own grid (`Placement.grid`): a
+    saliency map is pasted there and that grid resampled onto the segmentation grid.
     """
     check_channels(task, phases, case.source)
     options = task.sampler_kwargs
@@ -102,8 +102,9 @@ def zhen2020_sampler(case: Case, task: Task, phases: Sequence[str], target_of: C
             channels.append(np.clip((array - low) / (high - low), 0.0, 1.0).astype(np.float32))
         volume = np.stack(channels)  # C x planes x S x S
         target = target_of("lesion")
+        geometry, side = GridGeometry.of(grid), volume.shape[-1]
         for k in planes:
             inputs = {"image": resize_channels(volume[:, k], size, "bilinear"), **clinical}
             samples.append(Sample(inputs, target, case.case_id, case.patient_id, lesion.lesion_id, lesion.name,
-                                  "lesion"))
+                                  "lesion", placement=Placement.of(k, (0, side, 0, side), geometry)))
     return samples

@@ -64,6 +64,9 @@ def _zhen(model, phases, column, clinical):
         loss="cross_entropy",
         clinical_schema="zhen2020" if clinical else None,
         training=dict(ZHEN_TRAINING),
+        extras=("fusion",),  # timm's Inception-ResNet-V2
+        placements=True,  # planes of the lesion's 0.7 x 0.7 x 7 mm grid (Placement.grid)
+        saliency_channels="l1",  # "Saliency Map": the L1 norm of the input gradient across the channels
     )
 
 
