@@ -105,6 +105,29 @@ def load_run_results(results: Mapping[int, Mapping[str, str]], jobs: Sequence[pa
     return out
 
 
+def tables_match(a: slicer.vtkMRMLTableNode, b: slicer.vtkMRMLTableNode, rel: float = 1e-5, abs_tol: float = 1e-9
+                 ) -> bool:
+    """Two result tables hold the same cells: text equal, numbers within `rel` (NaN equals NaN).
+
+    Not exact: the child process and the console may run torch with other thread counts, and a
+    convolution summed in another order differs in its last bits (seen: 1.1142215e-09 vs 1.1142222e-09)."""
+    import math
+
+    left, right = table_values(a), table_values(b)
+    if [len(r) for r in left] != [len(r) for r in right]:
+        return False
+    for x, y in zip((c for r in left for c in r), (c for r in right for c in r)):
+        try:
+            fx, fy = float(x), float(y)
+        except ValueError:
+            if x != y:
+                return False
+            continue
+        if not ((math.isnan(fx) and math.isnan(fy)) or math.isclose(fx, fy, rel_tol=rel, abs_tol=abs_tol)):
+            return False
+    return True
+
+
 def table_values(table_node: slicer.vtkMRMLTableNode) -> list[list[str]]:
     """A table node's values, row by row, as repr text: exact, and NaN compares equal to NaN."""
     table = table_node.GetTable()

@@ -33,7 +33,7 @@ def test_model_package_card(model_dir):
     card = json.loads((model_dir / "model.json").read_text())
     assert card["weights_sha256"] == sha256_of(model_dir / "model.safetensors")
     assert card["task"] == TASK and card["classes"] == ["background", "HCC"] and card["phases"] == ["image"]
-    assert card["training"]["n_patients"] == 4 and card["training"]["pretrained"].endswith(".pkl")
+    assert card["training"]["n_patients"] == 4 and card["training"]["pretrained"] == "jia2019-cifar"
     assert {"torch", "monai", "HCCAnalysisLib"} <= set(card["versions"])
     assert 0.5 <= card["metrics"]["training_accuracy"] <= 1.0
 

@@ -77,7 +77,7 @@ def test_default_is_the_cifar_weights_at_half_the_learning_rate(three_phase_coho
     torch.testing.assert_close(built["conv1.weight"], cifar["embedding_net.conv1.weight"], rtol=0, atol=0)
     torch.testing.assert_close(built["embedding.weight"], cifar["embedding_net.linear.weight"], rtol=0, atol=0)
     assert card["training"]["lr"] == pytest.approx(BASE_LR * 0.5)
-    assert Path(card["training"]["pretrained"]).name == "cifar_resnet_32_dict_withSPP.pkl"
+    assert card["training"]["pretrained"] == "jia2019-cifar"  # by name: no local path in a shared package
 
 
 def test_pretrained_none_is_random_at_the_full_learning_rate(three_phase_cohort, tmp_path, monkeypatch, capsys,

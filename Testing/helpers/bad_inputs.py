@@ -310,3 +310,12 @@ def refused(call, *parts, inputs=(), absent=()):
             call()
     assert_message(info.value, *parts)
     return info.value
+
+
+def cli_refused(argv, capsys, *parts, inputs=(), absent=()):
+    """`hcc ARGV` exits 2 with `hcc <command>: error:` and every part on stderr, nothing written."""
+    with Unchanged(*inputs, absent=absent):
+        code, err = run_cli(argv, capsys)
+    assert code == 2, err
+    assert_message(err, f"hcc {argv[0]}: error:", *parts)
+    return err

@@ -185,7 +185,7 @@ def test_failed_run_then_retry_while_away(module_env, sample_data, one_torch_thr
     """A failing run (a damaged model package, reported by the child process) shows its error,
     adds nothing and leaves Apply and Run all enabled; the retry with Run all fills the table
     even though the user left the module meanwhile, equal to the console call's table."""
-    from HCCAnalysisLib.panel.results import table_values
+    from HCCAnalysisLib.panel.results import tables_match
 
     module_env.scene.Clear(0)
     volumes, segmentation = load_case_into_scene(module_env.scene, sample_data / "demo-cohort" / "lung1",
@@ -219,7 +219,7 @@ def test_failed_run_then_retry_while_away(module_env, sample_data, one_torch_thr
     table = widget.logic.getParameterNode().outputTable
     assert table is not None and table.GetNumberOfRows() == 2  # lung1: its lesion and background
     console = widget.logic.process(THREE_PHASE, volumes, segmentation, model=str(model), device="cpu")
-    assert table_values(table) == table_values(console)  # out of process == in process
+    assert tables_match(table, console)  # out of process == in process
     widget.enter()
     assert widget.ui.applyButton.enabled and widget.ui.statusLabel.text.startswith("Finished: 1 of 1")
 
