@@ -98,16 +98,28 @@ def tsne_points(embeddings: np.ndarray, seed: int = 0) -> Tuple[np.ndarray | Non
     return points, rows, settings
 
 
-def tsne_figure(title: str, points: np.ndarray, labels: Sequence[str], classes: Sequence[str]) -> bytes:
-    """Scatter of t-SNE points coloured by true class."""
-    figure = Figure(figsize=(5.4, 5.0))
-    axes = figure.add_subplot()
-    labels = np.asarray(labels, dtype=object)
+def _class_scatter(axes, points, labels, classes):
+    """2-D points coloured by true class, one legend entry (with its count) per class present."""
     for name in classes:
         chosen = labels == name
         if chosen.any():
             axes.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.8,
                          label=f"{name} (n={int(chosen.sum())})")
+
+
+def _band(axes, x, mean, sd, label, **style):
+    """A mean curve with its +-1 SD band in the curve's colour."""
+    mean, sd = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+    line, = axes.plot(x, mean, lw=1.6, label=label, **style)
+    axes.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.15, lw=0)
+
+
+def tsne_figure(title: str, points: np.ndarray, labels: Sequence[str], classes: Sequence[str]) -> bytes:
+    """Scatter of t-SNE points coloured by true class."""
+    figure = Figure(figsize=(5.4, 5.0))
+    axes = figure.add_subplot()
+    labels = np.asarray(labels, dtype=object)
+    _class_scatter(axes, points, labels, classes)
     axes.set(title=title, xticks=[], yticks=[])
     axes.legend(fontsize=7, markerscale=1.5)
     return _png(figure)
@@ -167,11 +179,7 @@ def embedding_figure(title: str, points: np.ndarray, labels: Sequence[str], clas
     axes = figure.add_subplot()
     points = np.asarray(points, dtype=float)
     labels = np.asarray(labels, dtype=object)
-    for name in classes:
-        chosen = labels == name
-        if chosen.any():
-            axes.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.8,
-                         label=f"{name} (n={int(chosen.sum())})")
+    _class_scatter(axes, points, labels, classes)
     axes.set(title=title, xlabel=axis_labels[0], ylabel=axis_labels[1])
     axes.legend(fontsize=7, markerscale=1.5)
     return _png(figure)
@@ -184,9 +192,7 @@ def tsic_figure(title: str, phases: Sequence[str], curves: dict) -> bytes:
     axes = figure.add_subplot()
     x = np.arange(len(phases))
     for name, curve in curves.items():
-        mean, sd = np.asarray(curve["mean"]), np.asarray(curve["sd"])
-        line, = axes.plot(x, mean, marker="o", lw=1.6, label=f"{name} (n={curve['n']})")
-        axes.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.15, lw=0)
+        _band(axes, x, curve["mean"], curve["sd"], f"{name} (n={curve['n']})", marker="o")
     axes.set_xticks(x, list(phases))
     axes.set(xlabel="dynamic phase", ylabel="mean signal intensity (16 x 16 ROI centre)", title=title)
     axes.legend(fontsize=7)
@@ -199,8 +205,7 @@ def epoch_curve_figure(title: str, epochs: np.ndarray, curves: dict) -> bytes:
     figure = Figure(figsize=(5.6, 4.2))
     axes = figure.add_subplot()
     for label, (mean, sd) in curves.items():
-        line, = axes.plot(epochs, mean, lw=1.6, label=label)
-        axes.fill_between(epochs, mean - sd, mean + sd, color=line.get_color(), alpha=0.15, lw=0)
+        _band(axes, epochs, mean, sd, label)
     axes.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=title)
     axes.legend(fontsize=7, loc="lower right")
     return _png(figure)
