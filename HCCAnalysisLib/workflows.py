@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import torch
 
     from HCCAnalysisLib.data.prediction import Prediction
+    from HCCAnalysisLib.engine.evaluate import EvaluationOptions
     from HCCAnalysisLib.methods.task import Task
 
 
@@ -156,7 +157,7 @@ def evaluate_task(task_name: str, cohort_dir: str | Path, out_dir: str | Path, f
                   log: Callable[[str], Any] | None = None, overwrite: bool = False,
                   allow_missing_classes: bool = False, cache: str | Path | bool | None = None,
                   reading: CaseReading | None = None, net_options: Sequence[str] | None = None,
-                  sampler_options: Sequence[str] | None = None, options: Any = None,
+                  sampler_options: Sequence[str] | None = None, options: EvaluationOptions | None = None,
                   dynamic_phases: str | Sequence[str] | None = None) -> dict[str, Any]:
     """Cross-validate a task on a cohort into `out_dir`; returns metrics.json's dict. `cache`: the
     sample cache folder (True: the default one; None: none), see data/sample_cache.py.

@@ -4,22 +4,17 @@ ART and PV are copies resampled onto other grids; lesion types are stand-ins."""
 
 import pathlib
 import shutil
+import sys
 
 import SimpleITK as sitk
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "Testing"))
+
+from helpers.liang_phases import write_phases  # noqa: E402  (the tests' own stand-in phases)
+
 CASES = {"lung1": ("demo-cohort", "HCC"), "lung2": ("demo-cohort", "HCC"), "brain1": ("demo-cohort", "cyst"),
          "breast1": ("demo-cohort", "cyst"), "brain2": ("demo-heldout", "cyst")}
-
-
-def _resampled(image, factor, shift):
-    size = [max(2, int(round(n / f))) for n, f in zip(image.GetSize(), factor)]
-    reference = sitk.Image(size, sitk.sitkFloat32)
-    reference.SetSpacing([s * f for s, f in zip(image.GetSpacing(), factor)])
-    reference.SetDirection(image.GetDirection())
-    reference.SetOrigin([o + d * s for o, d, s in zip(image.GetOrigin(), shift, image.GetSpacing())])
-    low = float(sitk.GetArrayViewFromImage(image).min())
-    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, low, sitk.sitkFloat32)
 
 
 def make_cohort(folder, cases=("lung1", "lung2", "brain1", "breast1")):
@@ -32,9 +27,7 @@ def make_cohort(folder, cases=("lung1", "lung2", "brain1", "breast1")):
         out.mkdir(parents=True)
         shutil.copy(ROOT / "SampleData" / source / case / "labels.nrrd", out / "labels.nrrd")
         image = sitk.ReadImage(str(ROOT / "SampleData" / source / case / "image.nrrd"))
-        sitk.WriteImage(image, str(out / "NC.nrrd"))
-        sitk.WriteImage(_resampled(image, (1.25, 1.25, 1.0), (0.5, 0.5, 0.0)), str(out / "ART.nrrd"))
-        sitk.WriteImage(_resampled(image, (0.8, 0.8, 1.0), (-0.25, 0.25, 0.0)), str(out / "PV.nrrd"))
+        write_phases(image, out)
         lines.append(f"{case},patient-{case},{lesion_type}")
     (folder / "cases.csv").write_text("\n".join(lines) + "\n")
     return folder

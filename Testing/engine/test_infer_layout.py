@@ -16,20 +16,15 @@ from HCCAnalysisLib.engine.inference_layout import PREPARED, channels_last_input
 from HCCAnalysisLib.engine.infer import run_net
 from HCCAnalysisLib.engine.shared_inputs import SharedInput
 from HCCAnalysisLib.nets import build_net
+from helpers.nets import randomise_batchnorm
+
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _randomise(net):
     torch.manual_seed(1)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.3, 0.3)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-    return net.eval()
+    return randomise_batchnorm(net).eval()
 
 
 def _liang_inputs(rng, n=6):

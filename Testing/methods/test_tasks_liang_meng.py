@@ -28,6 +28,7 @@ from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.engine.infer import make_samples
 from HCCAnalysisLib.methods.liang2018.patches import pace
 from HCCAnalysisLib.tasks import get_task
+from helpers.liang_phases import write_phases
 
 LIANG = "liang2018-resgl-bdlstm-small"
 MENG = "meng2019-metastasis-small-tiles"
@@ -42,23 +43,6 @@ def _rows(path):
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
-def _resampled(image, factor, shift):
-    """The image on another grid covering the same region (spacing x factor, origin shifted by `shift` voxels)."""
-    size = [max(2, int(round(n / f))) for n, f in zip(image.GetSize(), factor)]
-    reference = sitk.Image(size, sitk.sitkFloat32)
-    reference.SetSpacing([s * f for s, f in zip(image.GetSpacing(), factor)])
-    reference.SetDirection(image.GetDirection())
-    reference.SetOrigin([o + d * s for o, d, s in zip(image.GetOrigin(), shift, image.GetSpacing())])
-    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, float(sitk.GetArrayViewFromImage(
-        image).min()), sitk.sitkFloat32)
-
-
-def _write_phases(image, folder):
-    sitk.WriteImage(image, str(folder / "NC.nrrd"))
-    sitk.WriteImage(_resampled(image, (1.25, 1.25, 1.0), (0.5, 0.5, 0.0)), str(folder / "ART.nrrd"))
-    sitk.WriteImage(_resampled(image, (0.8, 0.8, 1.0), (-0.25, 0.25, 0.0)), str(folder / "PV.nrrd"))
-
-
 @pytest.fixture(scope="module")
 def liang_cohort(tmp_path_factory, sample_data):
     """Stand-in NC / ART / PV cohort: the real image and two resampled copies of it (see module docstring)."""
@@ -68,7 +52,7 @@ def liang_cohort(tmp_path_factory, sample_data):
         folder = out / case
         folder.mkdir()
         shutil.copy(sample_data / "demo-cohort" / case / "labels.nrrd", folder / "labels.nrrd")
-        _write_phases(sitk.ReadImage(str(sample_data / "demo-cohort" / case / "image.nrrd")), folder)
+        write_phases(sitk.ReadImage(str(sample_data / "demo-cohort" / case / "image.nrrd")), folder)
         lines.append(f"{case},patient-{case},{lesion_type}")
     (out / "cases.csv").write_text("\n".join(lines) + "\n")
     return out
@@ -216,7 +200,7 @@ def slab_cohort(tmp_path_factory, sample_data):
             folder = out / f"{case}-z{z}"
             folder.mkdir()
             sitk.WriteImage(cleaned, str(folder / "labels.nrrd"))
-            _write_phases(image[:, :, int(z):int(z) + 2], folder)
+            write_phases(image[:, :, int(z):int(z) + 2], folder)
             lines.append(f"{folder.name},patient-{case},{('HCC', 'cyst')[n % 2]}")
     (out / "cases.csv").write_text("\n".join(lines) + "\n")
     return out

@@ -17,21 +17,15 @@ from HCCAnalysisLib.engine.shared_inputs import SharedInput
 from HCCAnalysisLib.errors import HCCInputError
 from HCCAnalysisLib.losses import build_loss
 from HCCAnalysisLib.nets.resgl_lstm import build_resgl_bdlstm
+from helpers.nets import randomise_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _net(variant="full"):
     torch.manual_seed(0)
-    net = build_resgl_bdlstm(variant=variant, width=4, blocks=1, phase_features=16, lstm_hidden=8)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.3, 0.3)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-    return net
+    return randomise_batchnorm(build_resgl_bdlstm(variant=variant, width=4, blocks=1, phase_features=16,
+                                                  lstm_hidden=8))
 
 
 def _samples(rng, counts=(5, 3, 4)):
