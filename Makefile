@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/hcc demo --out out/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

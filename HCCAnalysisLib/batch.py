@@ -189,7 +189,7 @@ def run_cohort(cohort_dir: str | Path, task: str | None, model_ref: str | Path, 
     Console example (the same as `hcc batch --cohort ... --model ... --out ...`)::
 
         from HCCAnalysisLib.batch import run_cohort
-        result = run_cohort("SampleData/demo-cohort", None, "path/to/model", "out/batch")
+        result = run_cohort("HCCAnalysisLib/sample_data/demo-cohort", None, "path/to/model", "out/batch")
         print(result.results_path, result.failed)
     """
     from HCCAnalysisLib.io.output_location import check_output_folder

@@ -5,7 +5,7 @@
 2. the final model trained on the whole demo cohort (a model package);
 3. that model run on the held-out case through real MRML nodes: the result table as TSV and
    a Slicer scene (volume, segmentation, table) that Slicer opens.
-The sample cases are real CT / MR tumours, not liver MRI: see SampleData/LICENSES.md.
+The sample cases are real CT / MR tumours, not liver MRI: see HCCAnalysisLib/sample_data/LICENSES.md.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 
     from HCCAnalysisLib.data.prediction import Prediction
 
-ROOT = Path(__file__).resolve().parents[1]
-COHORT = ROOT / "SampleData" / "demo-cohort"
-HELD_OUT = ROOT / "SampleData" / "demo-heldout" / "brain2"
+# Package data, so that `hcc demo` runs from a pip install as well as from a clone.
+SAMPLE_DATA = Path(__file__).resolve().parent / "sample_data"
+COHORT = SAMPLE_DATA / "demo-cohort"
+HELD_OUT = SAMPLE_DATA / "demo-heldout" / "brain2"
 TASK = "jia2019-hcc-vs-background"
 PHASES = ["image"]
 DEMO_EPOCHS = 20

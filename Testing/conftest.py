@@ -62,8 +62,8 @@ def shared_data(repo_root):
 
 @pytest.fixture(scope="session")
 def sample_data(repo_root):
-    """The bundled real sample data (SampleData/), shipped with the repository."""
-    return repo_root / "SampleData"
+    """The bundled real sample data (HCCAnalysisLib/sample_data/), shipped with the repository."""
+    return repo_root / "HCCAnalysisLib" / "sample_data"
 
 
 @pytest.fixture

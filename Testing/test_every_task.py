@@ -21,8 +21,8 @@ from HCCAnalysisLib.tasks import TASKS
 from helpers.fusion_cohort import asaur_rows, wang_clinical, zhen_clinical
 
 ROOT = Path(__file__).resolve().parents[1]
-RADIOLOGY_CASE = ROOT / "SampleData" / "demo-cohort" / "lung1"
-MICROSCOPY_CASE = ROOT / "SampleData" / "histology" / "tumour1"
+RADIOLOGY_CASE = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort" / "lung1"
+MICROSCOPY_CASE = ROOT / "HCCAnalysisLib" / "sample_data" / "histology" / "tumour1"
 MAX_SAMPLES = 2  # a tiny batch: the paper-sized nets (Inception-ResNet-V2 at 299 px) stay quick
 # Inputs above this size are sampled at it here: the wiring under test (sampler -> net -> loss -> package)
 # is the same at any size the nets accept (Inception-ResNet-V2 from 75 px), and the CI stays within its

@@ -79,7 +79,7 @@ for build in (lambda: build_net("wang_fusion", num_classes=2), lambda: read_micr
 
 
 def test_missing_extra_is_named_at_the_point_of_use(tmp_path):
-    tiff = ROOT / "SampleData" / "histology" / "tumour1" / "image.tif"
+    tiff = ROOT / "HCCAnalysisLib" / "sample_data" / "histology" / "tumour1" / "image.tif"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     argv = ["train", "--task", "zhen2020-model-a", "--cohort", tmp_path / "none", "--out", tmp_path / "m"]
     run = subprocess.run([sys.executable, "-c", _BLOCKED, str(tiff), *map(str, argv)], cwd=ROOT, env=env,
@@ -129,5 +129,10 @@ def test_wheel_installed_into_a_fresh_venv_declares_the_extras(tmp_path):
     assert any(r.startswith("tifffile") and 'extra == "microscopy"' in r for r in requires)
     installed = venv / "lib"
     assert list(installed.rglob("cifar_resnet_32_dict_withSPP.pkl")), "the pretraining weights are package data"
+    # `hcc demo` reads its cases from the installed package (demo.SAMPLE_DATA), not from a clone
+    installed_package = next(installed.rglob("HCCAnalysisLib/demo.py")).parent
+    for case in ("demo-cohort/cases.csv", "demo-cohort/lung1/image.nrrd", "demo-heldout/brain2/labels.nrrd",
+                 "LICENSES.md"):
+        assert (installed_package / "sample_data" / case).is_file(), f"{case} is not package data"
     print(f"wheel built and installed into a fresh venv in {time.monotonic() - started:.1f} s")
     assert importlib.metadata.version("tqdm")  # a core dependency now (progress bars)

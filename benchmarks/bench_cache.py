@@ -26,7 +26,7 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-COHORT = ROOT / "SampleData" / "demo-cohort"
+COHORT = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort"
 TASK = "jia2019-hcc-vs-background"
 DEFAULT_OUT = ROOT / "benchmarks" / "results_cache.md"
 

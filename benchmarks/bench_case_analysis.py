@@ -61,8 +61,8 @@ from HCCAnalysisLib.workflows import train_model  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - _T0
 
-COHORT = ROOT / "SampleData" / "demo-cohort"
-HELDOUT = ROOT / "SampleData" / "demo-heldout"
+COHORT = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort"
+HELDOUT = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-heldout"
 DEFAULT_OUT = ROOT / "benchmarks" / "results_case_analysis.md"
 
 

@@ -41,8 +41,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-COHORT = ROOT / "SampleData" / "demo-cohort"
-HELDOUT = ROOT / "SampleData" / "demo-heldout"
+COHORT = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort"
+HELDOUT = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-heldout"
 TASK = "jia2019-hcc-vs-background"
 DEFAULT_OUT = ROOT / "benchmarks" / "results_memory.md"
 SIZES = (1, 2, 4, 8, 16)  # 1-8 asked for; 16 shows whether a rise seen by 8 keeps going

@@ -31,7 +31,7 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-COHORT = ROOT / "SampleData" / "demo-cohort"
+COHORT = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort"
 TASK = "jia2019-hcc-vs-background"
 DEFAULT_OUT = ROOT / "benchmarks" / "results_memory_cohort.md"
 NOTE = ("Jia's samples are small (3 x 32 x 32 float32, 12 KiB; with the x6 views about 70 KiB per base sample held "

@@ -113,7 +113,7 @@ def load_nets():
     if WEIGHTS.is_file():
         ours = from_jia2019(load_jia2019_file(WEIGHTS))
         weights = f"`{WEIGHTS.relative_to(ROOT)}`"
-    else:  # fresh clone without SampleData: random weights with non-trivial batch-norm statistics
+    else:  # fresh clone without the sample data: random weights with non-trivial batch-norm statistics
         torch.manual_seed(0)
         ours = build_resnet20(num_classes=10, classifier_bias=False)
         for module in ours.modules():

@@ -33,7 +33,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 TASK = "jia2019-hcc-vs-background"
-COHORT = ROOT / "SampleData" / "demo-cohort"
+COHORT = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort"
 OUR_VARIABLES = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "HCC_THREAD_POLICY")
 
 

@@ -41,7 +41,7 @@ from HCCAnalysisLib.nets import build_net  # noqa: E402
 from HCCAnalysisLib.tasks import get_task  # noqa: E402
 from HCCAnalysisLib.engine.train import fit  # noqa: E402
 
-COHORT = ROOT / "SampleData" / "demo-cohort"
+COHORT = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort"
 TASK = "jia2019-hcc-vs-background"
 TARGET_OVERHEAD = 0.10
 DEFAULT_OUT = ROOT / "benchmarks" / "results_trainer_overhead.md"

@@ -25,8 +25,8 @@ def make_cohort(folder, cases=("lung1", "lung2", "brain1", "breast1")):
         source, lesion_type = CASES[case]
         out = folder / case
         out.mkdir(parents=True)
-        shutil.copy(ROOT / "SampleData" / source / case / "labels.nrrd", out / "labels.nrrd")
-        image = sitk.ReadImage(str(ROOT / "SampleData" / source / case / "image.nrrd"))
+        shutil.copy(ROOT / "HCCAnalysisLib" / "sample_data" / source / case / "labels.nrrd", out / "labels.nrrd")
+        image = sitk.ReadImage(str(ROOT / "HCCAnalysisLib" / "sample_data" / source / case / "image.nrrd"))
         write_phases(image, out)
         lines.append(f"{case},patient-{case},{lesion_type}")
     (folder / "cases.csv").write_text("\n".join(lines) + "\n")

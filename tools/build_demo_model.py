@@ -2,9 +2,9 @@
 
     .venv/bin/python tools/build_demo_model.py [--epochs 20] [--seed 0]
 
-Trains jia2019-hcc-vs-background with the library on SampleData/demo-cohort exactly as
+Trains jia2019-hcc-vs-background with the library on HCCAnalysisLib/sample_data/demo-cohort exactly as
 `make demo` trains its final model (the same as
-`hcc train --task jia2019-hcc-vs-background --cohort SampleData/demo-cohort --phases image
+`hcc train --task jia2019-hcc-vs-background --cohort HCCAnalysisLib/sample_data/demo-cohort --phases image
 --pretrained jia2019-cifar --epochs 20 --seed 0 --device cpu --out MODEL`), names it a
 pipeline demonstration in its card, zips it reproducibly into
 HCCAnalysisLib/models/bundled/, writes how it was made beside it (PROVENANCE.json) and
@@ -39,7 +39,7 @@ TITLE = ("PIPELINE DEMONSTRATION ONLY - not a clinical model, not an HCC model: 
          "4 non-liver tumours (lung CT, brain and breast MR; pyradiomics test data)")
 INTENDED_USE = ("testing the pipeline (install, predict, saliency, the Slicer panel) end to end; "
                 "its outputs mean nothing for liver images or any patient")
-TRAINING_DATA = ("SampleData/demo-cohort: 4 real tumour images of 4 patients (2 lung CT, 1 brain MR, 1 breast MR) "
+TRAINING_DATA = ("HCCAnalysisLib/sample_data/demo-cohort: 4 real tumour images of 4 patients (2 lung CT, 1 brain MR, 1 breast MR) "
                  "from the pyradiomics 3.0.1 test data (BSD-3-Clause), with a ring of tissue around each tumour "
                  "standing in for the 'background' class; fine-tuned from Jia et al. 2019's CIFAR-10 weights "
                  "(Apache-2.0). No liver, no HCC.")

@@ -17,11 +17,11 @@ in the project's (nothing in the project or CI needs it). Commands (from the rep
     # 2. the result, with the project's own environment and the bundled demo model
     mkdir -p /tmp/shot && unzip -o HCCAnalysisLib/models/bundled/jia2019-hcc-vs-background-0.1.0-demo.zip -d /tmp/shot
     M=/tmp/shot/jia2019-hcc-vs-background-0.1.0-demo
-    .venv/bin/hcc predict  --model $M --case SampleData/demo-heldout/brain2 --out /tmp/shot/out --device cpu
-    .venv/bin/hcc saliency --model $M --case SampleData/demo-heldout/brain2 --out /tmp/shot/out --device cpu
+    .venv/bin/hcc predict  --model $M --case HCCAnalysisLib/sample_data/demo-heldout/brain2 --out /tmp/shot/out --device cpu
+    .venv/bin/hcc saliency --model $M --case HCCAnalysisLib/sample_data/demo-heldout/brain2 --out /tmp/shot/out --device cpu
 
     # 3. the picture
-    /work/trame-env/bin/python tools/render_screenshot.py --case SampleData/demo-heldout/brain2 \
+    /work/trame-env/bin/python tools/render_screenshot.py --case HCCAnalysisLib/sample_data/demo-heldout/brain2 \
         --results /tmp/shot/out/results.tsv --saliency /tmp/shot/out/saliency.nrrd \
         --out HCCAnalysis/Resources/Screenshots/result.png
 

@@ -1,4 +1,4 @@
-"""Build the bundled demo cohort (SampleData/demo-cohort) from ../shared/data/lesions.
+"""Build the bundled demo cohort (HCCAnalysisLib/sample_data/demo-cohort) from ../shared/data/lesions.
 
 The five pyradiomics test cases (BSD-3-Clause) are real CT / MR images with a real
 tumour mask, but they are not liver MRI and have no organ mask. So:
@@ -7,7 +7,7 @@ tumour mask, but they are not liver MRI and have no organ mask. So:
   marks the tissue around the tumour: an in-plane ring of RING_MM around it on the
   tumour's slices and one slice beyond. It stands in for an organ label, nothing more;
 - each case is cropped to that neighbourhood so the repository stays small.
-Run: .venv/bin/python training/make_sample_data.py  (rewrites SampleData/demo-cohort).
+Run: .venv/bin/python training/make_sample_data.py  (rewrites HCCAnalysisLib/sample_data/demo-cohort).
 """
 
 import csv
@@ -20,8 +20,8 @@ import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "data" / "lesions"
-OUT = ROOT / "SampleData" / "demo-cohort"
-HELD_OUT = ROOT / "SampleData" / "demo-heldout"
+OUT = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort"
+HELD_OUT = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-heldout"
 RING_MM = 25.0
 COHORT = ["lung1", "lung2", "brain1", "breast1"]
 HELD_OUT_CASES = ["brain2"]

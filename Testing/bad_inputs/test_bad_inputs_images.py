@@ -1,6 +1,6 @@
 """Bad images and masks (GitHub issue 7): read_image, load_case and `hcc predict` refuse them clearly.
 
-Every case starts from the bundled real data (SampleData/demo-cohort/breast1, a real MR
+Every case starts from the bundled real data (HCCAnalysisLib/sample_data/demo-cohort/breast1, a real MR
 tumour) and changes one thing; the refusal must name the file or phase and the problem,
 and leave every input byte-identical with no output written. The catalogue table is in
 test_bad_inputs_cases.py.

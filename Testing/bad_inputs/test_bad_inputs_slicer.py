@@ -2,7 +2,7 @@
 them naming the node and the problem, and leaves the scene's nodes as they were. Table in
 test_bad_inputs_cases.py.
 
-The nodes hold the bundled real case breast1 (SampleData/demo-cohort), loaded through MRML's
+The nodes hold the bundled real case breast1 (HCCAnalysisLib/sample_data/demo-cohort), loaded through MRML's
 own storage nodes; each test then spoils one thing.
 """
 

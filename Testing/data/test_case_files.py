@@ -14,7 +14,7 @@ from HCCAnalysisLib.data.case import find_case_files, load_case
 from HCCAnalysisLib.data.reading_options import CaseReading
 from HCCAnalysisLib.errors import HCCInputError
 
-BREAST = Path(__file__).resolve().parents[2] / "SampleData" / "demo-cohort" / "breast1"
+BREAST = Path(__file__).resolve().parents[2] / "HCCAnalysisLib" / "sample_data" / "demo-cohort" / "breast1"
 
 
 def make_case(folder: Path, *label_names: str, image_name: str = "image.nrrd") -> Path:

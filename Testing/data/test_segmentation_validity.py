@@ -19,7 +19,7 @@ from HCCAnalysisLib.data.segments import MAX_LESIONS, OUTSIDE_LIVER
 from HCCAnalysisLib.errors import HCCInputError
 
 ROOT = Path(__file__).resolve().parents[2]
-BREAST = ROOT / "SampleData" / "demo-cohort" / "breast1"  # 45 x 102 x 7 MR, the smallest real case
+BREAST = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort" / "breast1"  # 45 x 102 x 7 MR, the smallest real case
 IJK_TO_LPS = np.array([[2.0, 0, 0, 10], [0, 2.0, 0, 20], [0, 0, 3.0, 30], [0, 0, 0, 1]])
 
 

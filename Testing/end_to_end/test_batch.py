@@ -15,7 +15,7 @@ from HCCAnalysisLib.models.registry import untrained_package
 from HCCAnalysisLib.data.prediction import read_tsv
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "SampleData" / "demo-cohort"
+DEMO = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort"
 TASK = "jia2019-hcc-vs-background"
 
 
@@ -246,10 +246,11 @@ def _doc_blocks(name):
 
 
 def test_user_guide_console_and_batch_examples(tmp_path):
-    """The guide's examples, run as written (in a scratch folder holding SampleData and a model
+    """The guide's examples, run as written (in a scratch folder holding the sample data and a model
     package at out/demo/model): `hcc`, Slicer's batch script (with slicer-core instead of the
     Slicer executable) and the Python console give byte-identical cohort tables."""
-    os.symlink(ROOT / "SampleData", tmp_path / "SampleData")
+    (tmp_path / "HCCAnalysisLib").mkdir()
+    os.symlink(ROOT / "HCCAnalysisLib" / "sample_data", tmp_path / "HCCAnalysisLib" / "sample_data")
     (tmp_path / "HCCAnalysis").symlink_to(ROOT / "HCCAnalysis")
     make_model(tmp_path / "out" / "demo" / "model")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")

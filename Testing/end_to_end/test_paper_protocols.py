@@ -16,7 +16,7 @@ import pytest
 
 from HCCAnalysisLib.cli import main
 
-ROOT = Path(__file__).resolve().parents[2] / "SampleData"
+ROOT = Path(__file__).resolve().parents[2] / "HCCAnalysisLib" / "sample_data"
 TASK = "jia2019-hcc-vs-background"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -22,7 +22,7 @@ from HCCAnalysisLib.methods import get_sampler
 from HCCAnalysisLib.tasks import TASKS, get_task
 from HCCAnalysisLib.workflows import train_model
 
-DEMO = Path(__file__).resolve().parents[2] / "SampleData" / "demo-cohort"
+DEMO = Path(__file__).resolve().parents[2] / "HCCAnalysisLib" / "sample_data" / "demo-cohort"
 TASK = "jia2019-hcc-vs-background"
 
 

@@ -19,7 +19,7 @@ from HCCAnalysisLib.models.package import load_model
 from HCCAnalysisLib.models.registry import untrained_package
 from HCCAnalysisLib.tasks import get_task
 
-ROOT = Path(__file__).resolve().parents[2] / "SampleData"
+ROOT = Path(__file__).resolve().parents[2] / "HCCAnalysisLib" / "sample_data"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -71,7 +71,7 @@ def test_fit_resumes_bit_for_bit_with_schedule_augmentation_and_records(tmp_path
 
 def _one_case_cohort(folder):
     """The demo cohort's lung1 alone (lesion and background samples: both classes of the task)."""
-    shutil.copytree(ROOT / "SampleData" / "demo-cohort" / "lung1", folder / "lung1")
+    shutil.copytree(ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort" / "lung1", folder / "lung1")
     (folder / "cases.csv").write_text("case_id,patient_id,modality\nlung1,patient-lung1,CT\n")
     return folder
 

@@ -1,6 +1,6 @@
 """Builders of lying, truncated and hostile files for test_bad_inputs_files.py (issue 14).
 
-Each starts from the bundled real sample image (SampleData/demo-cohort/breast1, a 45 x 102 x 7
+Each starts from the bundled real sample image (HCCAnalysisLib/sample_data/demo-cohort/breast1, a 45 x 102 x 7
 int16 MR volume) or a freshly built model package and changes one thing.
 """
 

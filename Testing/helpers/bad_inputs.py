@@ -1,6 +1,6 @@
 """Builders of bad inputs for the Testing/bad_inputs/test_bad_inputs_*.py catalogue, and the checks they share.
 
-Every builder starts from the bundled real sample data (SampleData/) and changes one thing.
+Every builder starts from the bundled real sample data (HCCAnalysisLib/sample_data/) and changes one thing.
 The checks say what a refusal must look like: an HCCInputError (or `hcc` exit code 2 with
 the message on stderr) whose text names the file / node / phase and the problem, and
 nothing written or changed on disk or in the MRML scene.
@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from HCCAnalysisLib.errors import HCCInputError
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "SampleData"
+SAMPLE = ROOT / "HCCAnalysisLib" / "sample_data"
 COHORT = SAMPLE / "demo-cohort"
 SMALL_CASE = COHORT / "breast1"  # 45 x 102 x 7 MR, the smallest real case
 TASK = "jia2019-hcc-vs-background"

@@ -24,7 +24,7 @@ from HCCAnalysisLib.engine.train import fit  # noqa: E402
 def train_small(seed=3, optimiser="sgd"):
     torch.set_num_threads(1)  # two processes on two cores
     task = get_task("jia2019-hcc-vs-background")
-    cohort = load_cohort(ROOT / "SampleData" / "demo-cohort")
+    cohort = load_cohort(ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort")
     samples = load_samples(task, cohort, ["image"], seed, log=lambda *a: None)
     train = training_set(task, cohort.records[:2], samples)
     _, pretrained = resolve_pretrained("jia2019-cifar")  # fine-tuning, as the pipeline trains

@@ -1,5 +1,5 @@
 """A small cohort for the Zhen 2020 / Wang 2020 task tests, built in a temporary folder from
-the bundled real tumours (SampleData/demo-cohort: CT lung, MR brain and breast, pyradiomics
+the bundled real tumours (HCCAnalysisLib/sample_data/demo-cohort: CT lung, MR brain and breast, pyradiomics
 test data).
 
 What is real and what stands in:
@@ -29,8 +29,8 @@ import numpy as np
 import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "SampleData" / "demo-cohort"
-HELDOUT = REPO / "SampleData" / "demo-heldout"
+DEMO = REPO / "HCCAnalysisLib" / "sample_data" / "demo-cohort"
+HELDOUT = REPO / "HCCAnalysisLib" / "sample_data" / "demo-heldout"
 ASAUR = REPO / "Testing" / "reference" / "asaur_hepatoCellular.csv"
 
 # The stand-in grids of the 2nd, 3rd, ... phase: (spacing factors x, y, z; origin shift in voxels)

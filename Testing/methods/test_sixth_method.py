@@ -70,7 +70,7 @@ def test_a_sixth_method_is_a_folder_a_net_file_and_one_word(sixth_method):
 
     assert len(sixth_method.tasks) == len(methods.load_registry().tasks) + 1
     task = sixth_method.tasks["toy2026-lesion"]
-    case = load_for_task(ROOT / "SampleData" / "demo-cohort" / "lung1", task)
+    case = load_for_task(ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort" / "lung1", task)
     samples = make_samples(task, case, ["image"])
     probabilities = run_net(build_task_net(task), samples, "cpu")
     assert probabilities.shape == (len(case.lesions), 2)

@@ -1,7 +1,7 @@
 """Zhen 2020 and Wang 2020 tasks through the same paths as Jia 2019: task registry -> sampler
 -> net -> `hcc train | predict | evaluate | batch` and the MRML route.
 
-Data: real tumours of SampleData (CT lung, MR brain / breast); the extra phases / sequences are
+Data: real tumours of the sample data (CT lung, MR brain / breast); the extra phases / sequences are
 resampled copies of the real image on other grids, labels are assigned and clinical columns
 are real asaur rows paired arbitrarily with the cases, plus stand-ins: all stand-ins, see
 Testing/helpers/fusion_cohort.py. The numbers say nothing about the methods' accuracy.

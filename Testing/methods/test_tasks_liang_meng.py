@@ -1,6 +1,6 @@
 """Liang 2018 and Meng 2019 as tasks: `hcc train` -> `hcc predict` -> `hcc evaluate`, and the Slicer paths.
 
-Liang 2018 stand-in cohort (built in tmp from SampleData/demo-cohort, real CT and MR
+Liang 2018 stand-in cohort (built in tmp from HCCAnalysisLib/sample_data/demo-cohort, real CT and MR
 tumours with their masks): no public multi-phase liver CT with focal-lesion types can be
 shipped, so each case's NC phase is its real image and ART / PV are two copies of it
 resampled onto other grids (other spacing and origin; the sampler reads them through
@@ -9,7 +9,7 @@ breast tumours "cyst"). The tests use `liang2018-resgl-bdlstm-small` (narrow net
 pixel inputs) so that they run on a CPU; sampling, pace rule, loss and aggregation are the
 paper's. Nothing here measures accuracy on liver lesions.
 
-Meng 2019: the bundled SampleData/histology cohort (real Kather 2016 H&E tiles, CC BY 4.0;
+Meng 2019: the bundled HCCAnalysisLib/sample_data/histology cohort (real Kather 2016 H&E tiles, CC BY 4.0;
 tumour "high" vs. stroma "low" as stand-in labels), task `meng2019-metastasis-small-tiles`
 (75-pixel tiles of the 150 x 150 images).
 """

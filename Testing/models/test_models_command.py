@@ -147,7 +147,7 @@ def test_bundled_demo_model_installs_offline_and_predicts(models, capsys, one_to
     assert status == 0, err
     model = load_model(reg.find_model("latest", task=TASK), expected_task=TASK)
     assert model.card["title"].startswith("PIPELINE DEMONSTRATION ONLY")
-    case = load_for_task(ROOT / "SampleData" / "demo-cohort" / "lung1", model.task, ["image"], case_id="lung1")
+    case = load_for_task(ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort" / "lung1", model.task, ["image"], case_id="lung1")
     records = predict_case(model, case).records()
     by_kind = {r["kind"]: r["predicted_class"] for r in records}
     assert by_kind == {"lesion": "HCC", "background": "background"}  # a training case: learnt (accuracy 1.0)

@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "HCCAnalysis" / "Scripts" / "batch.py"
-DEMO = ROOT / "SampleData" / "demo-cohort"
+DEMO = ROOT / "HCCAnalysisLib" / "sample_data" / "demo-cohort"
 TASK = "jia2019-hcc-vs-background"
 NEVER_EXITED = 97
 
