@@ -24,9 +24,9 @@ from HCCAnalysisLib.engine.device import DEVICE_CHOICES, describe_devices
 from HCCAnalysisLib.models import registry as model_registry
 from HCCAnalysisLib.panel import choices as panel_model
 from HCCAnalysisLib.panel import jobs as panel_jobs
-from HCCAnalysisLib.panel import process_run
+from HCCAnalysisLib.panel import phase_mapping, process_run
 from HCCAnalysisLib.panel.dependencies import ensure_slicer_dependencies
-from HCCAnalysisLib.panel.results import load_run_results, tables_match
+from HCCAnalysisLib.panel.results import jobs_table, load_run_results, tables_match
 from HCCAnalysisLib.tasks import TASKS
 
 TASK_NAMES = tuple(TASKS)
@@ -56,8 +56,10 @@ class HCCAnalysisParameterNode:
     device: Annotated[str, Choice(DEVICE_CHOICES)] = "auto"
     outputTable: vtkMRMLTableNode
     saliency: bool = False
+    allowUnusualInput: bool = False  # predict a case far outside the model card's input_profile, with a warning
     model: str = ""  # path of the chosen installed model package
     phaseVolumes: dict[str, vtkMRMLScalarVolumeNode]
+    phaseNames: str = ""  # "CT=image; venous=pv": volume node name = model phase, as the CLI's --phase
     lesionSegmentIds: list[str]
     clinicalValues: dict[str, str]
 
@@ -83,6 +85,7 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentsTableView.selectionMode = qt.QAbstractItemView.ExtendedSelection
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndClose)
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)",
                                              self.ui.segmentsTableView.setSegmentationNode)
         self.ui.segmentsTableView.connect("selectionChanged(QItemSelection,QItemSelection)",
@@ -111,9 +114,11 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._abandonRun()  # its nodes and parameter node are about to go: never show its results
         self.setParameterNode(None)
 
-    def onSceneEndClose(self, caller, event):
+    def onSceneEndClose(self, caller, event):  # also after a scene is loaded: show its choices, not remapped
         if self.parent.isEntered:
             self.initializeParameterNode()
+            self._shownTask, self._shownNames = None, self._parameterNode.phaseNames
+            self._checkCanApply()
 
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
@@ -130,7 +135,7 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._shownTask = None
+            self._shownTask, self._shownNames = None, self._parameterNode.phaseNames
             self._checkCanApply()
 
     def onTaskChanged(self):
@@ -147,10 +152,12 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             layout.takeAt(0).widget().deleteLater()
         return layout
 
-    def _buildPhaseSelectors(self, task):
+    def _buildPhaseSelectors(self, task):  # a changed Phase names line wins over the choices of its phases
+        remap, self._shownNames = self._shownNames != self._parameterNode.phaseNames, self._parameterNode.phaseNames
         layout = self._emptiedLayout(self.ui.phaseVolumesWidget)
         inputs = panel_model.phase_inputs(task, self._phases)
-        guesses = panel_model.match_volumes([p.phase for p in inputs], self.logic.volumeNames())
+        suggested, named = phase_mapping.suggestions(slicer.mrmlScene, [p.phase for p in inputs],
+                                                     self._parameterNode.phaseNames)
         for item in inputs:
             selector = slicer.qMRMLNodeComboBox()
             selector.nodeTypes = list(panel_model.volume_node_types(task))  # RGB images for microscopy
@@ -158,9 +165,8 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             selector.noneEnabled, selector.addEnabled, selector.removeEnabled = True, False, False
             selector.setMRMLScene(slicer.mrmlScene)
             selector.toolTip = f"The {item.phase} image of the case"
-            current = self._parameterNode.phaseVolumes.get(item.phase)
-            if current is None and item.phase in guesses:
-                current = slicer.mrmlScene.GetFirstNodeByName(guesses[item.phase])
+            chosen = self._parameterNode.phaseVolumes.get(item.phase)
+            current = (named.get(item.phase) if remap else None) or chosen or suggested.get(item.phase)
             selector.setCurrentNode(current)
             selector.connect("currentNodeChanged(vtkMRMLNode*)", functools.partial(self._setPhaseVolume, item.phase))
             layout.addRow(item.label, selector)
@@ -253,13 +259,16 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._fillModels(self._parameterNode.task)
 
     def _checkCanApply(self, caller=None, event=None):
-        if not self._parameterNode:
+        if not self._parameterNode or slicer.mrmlScene.IsImporting():  # a scene being loaded: shown at its end
             return
         p = self._parameterNode
         if p.task != self._shownTask:
             self.onTaskChanged()
+        if p.phaseNames != self._shownNames:  # a new Phase names line sets the selectors of the phases it names
+            self._buildPhaseSelectors(p.task)
         reasons = panel_model.missing_inputs(p.task, {k: v is not None for k, v in p.phaseVolumes.items()},
                                              self._lesionIds(), p.model, dict(p.clinicalValues), self._phases)
+        reasons += phase_mapping.phase_names_reasons(p.phaseNames, slicer.mrmlScene, p.task, self._phases)
         running = self._run is not None
         self.ui.applyButton.enabled = not reasons and not running
         self.ui.applyButton.toolTip = "Run the task on the inputs" if not reasons else "; ".join(reasons)
@@ -272,21 +281,22 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Failed to start the analysis.", waitCursor=True):
             p = self._parameterNode
             job = self.logic.prepareJob(p.task, dict(p.phaseVolumes), p.segmentation, self._lesionIds(), p.model,
-                                        p.device, dict(p.clinicalValues), p.saliency)
+                                        p.device, dict(p.clinicalValues), p.saliency, p.allowUnusualInput)
             self._startRun([job])
 
     def onRunAllButton(self):
         with slicer.util.tryWithErrorDisplay("Failed to start the analyses.", waitCursor=True):
             p = self._parameterNode
-            jobs = self.logic.prepareApplicableJobs(p.segmentation, self._lesionIds(), p.device,
-                                                    dict(p.clinicalValues), dict(p.phaseVolumes))
-            self._startRun(jobs)
+            plan = self.logic.prepareApplicableJobs(p.segmentation, self._lesionIds(), p.device, dict(p.clinicalValues),
+                                                    dict(p.phaseVolumes), p.phaseNames, p.model, p.allowUnusualInput)
+            self._startRun(plan.jobs, plan.text())
 
-    def _startRun(self, jobs):
+    def _startRun(self, jobs, sources=None):  # sources: which volume fed which phase, shown until the next run
         self._run = self.logic.startJobs(jobs)
         self.ui.progressBar.maximum, self.ui.progressBar.value = 100 * len(jobs), 0
         self.ui.progressBar.visible = self.ui.cancelButton.visible = True
-        self.ui.statusLabel.text = "Starting the analysis process..."
+        self.ui.statusLabel.toolTip = sources or phase_mapping.jobs_text(jobs)
+        self.ui.statusLabel.text = f"Starting the analysis process...\n{self.ui.statusLabel.toolTip}"
         self._timer.start()
         self._checkCanApply()
 
@@ -306,7 +316,7 @@ class HCCAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._abandonRun()
         p = self._parameterNode or self.logic.getParameterNode()
         try:  # a failed run must leave Apply and Run all usable for the retry
-            self.ui.statusLabel.text = run.summary()
+            self.ui.statusLabel.text = f"{run.summary()}\n{self.ui.statusLabel.toolTip}"
             if run.results and not run.cancelled:
                 p.outputTable = self.logic.showResults(run, tableNode=p.outputTable)
             failed = "\n".join(f"{(run.labels + ['HCCAnalysis'])[i]}: {e}" for i, e in sorted(run.errors.items()))
@@ -352,13 +362,8 @@ class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
         ensure_slicer_dependencies(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"))
 
     def deviceDescription(self):  # torch's devices once loaded (importing takes seconds: never for the panel)
-        if sys.modules.get("torch") is None:
-            return "auto picks a CUDA GPU when there is one, else the CPU (checked at the first run)."
-        return describe_devices()
-
-    def volumeNames(self):
-        return [n.GetName() for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-                if not n.IsA("vtkMRMLLabelMapVolumeNode")]
+        return describe_devices() if sys.modules.get("torch") is not None else (
+            "auto picks a CUDA GPU when there is one, else the CPU (checked at the first run).")
 
     def downloadModel(self, entry):  # size and SHA-256 checked; SampleData's downloader shows Slicer's progress
         if entry.url.startswith("file:"):  # a package bundled with the library (the pipeline demo): copied
@@ -367,22 +372,21 @@ class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
         return model_registry.download(entry, SampleData.SampleDataLogic().downloadFile)
 
     def prepareJob(self, task, volumeNodes, segmentationNode, segmentIds=None, model="latest", device="auto",
-                   clinical=None, saliency=False):
+                   clinical=None, saliency=False, allowUnusualInput=False):
         self.ensureDependencies()
         modelDir = str(model_registry.find_model(model, task=task)) if model else ""
         name = segmentationNode.GetName() if segmentationNode else "case"
         return panel_jobs.prepare_job(task, volumeNodes, segmentationNode, segmentIds, modelDir, device, clinical,
-                                      case_id=name, saliency=saliency)
+                                      case_id=name, saliency=saliency, allow_unusual_input=allowUnusualInput)
 
-    def prepareApplicableJobs(self, segmentationNode, segmentIds=None, device="auto", clinical=None, chosen=None):
-        """Jobs for "Run all": volumes chosen in the panel, else matched to phases by node name."""
+    def prepareApplicableJobs(self, segmentationNode, segmentIds=None, device="auto", clinical=None, chosen=None,
+                              phaseNames="", model="", allowUnusualInput=False):
+        """"Run all"'s plan (.jobs; .text(): per installed model, which volume fed which phase or which has none):
+        volumes chosen (phase -> node), else named in phaseNames ("CT=image; venous=pv"), else by node name."""
         self.ensureDependencies()
-        phases = {p for m in model_registry.installed_models() for p in m.card.get("phases", [])}
-        volumes = {p: slicer.mrmlScene.GetFirstNodeByName(n)
-                   for p, n in panel_model.match_volumes(sorted(phases), self.volumeNames()).items()}
-        volumes.update(chosen or {})
-        return panel_jobs.applicable_jobs(volumes, segmentationNode, segmentIds, device, clinical,
-                                          case_id=segmentationNode.GetName() if segmentationNode else "case")
+        plan = phase_mapping.plan_run_all(slicer.mrmlScene, chosen, phaseNames, segmentationNode, segmentIds, device,
+                                          clinical, segmentationNode.GetName() if segmentationNode else "case", model)
+        return panel_jobs.allowing_unusual_input(plan, allowUnusualInput)
 
     def startJobs(self, jobs):  # a child process (PythonSlicer) runs them; poll the ProcessRun from a QTimer
         return process_run.start_job_run(jobs)
@@ -401,21 +405,21 @@ class HCCAnalysisLogic(ScriptedLoadableModuleLogic):
         return table
 
     def process(self, task, volumeNodes, segmentationNode, segmentIds=None, model="latest", device="auto",
-                clinical=None, tableNode=None, wait=True):
-        """Run one task on nodes. `volumeNodes`: phase -> scalar volume node; `model`: a package folder,
-        an installed version or "latest". Returns the table node (computed in this process: no GUI waits);
-        wait=False: the started out-of-process ProcessRun (poll it, then showResults(run))."""
-        job = self.prepareJob(task, volumeNodes, segmentationNode, segmentIds, model, device, clinical)
+                clinical=None, tableNode=None, wait=True, allowUnusualInput=False):
+        """Run one task on nodes. `volumeNodes`: phase -> scalar volume node; `model`: a package folder, an installed
+        version or "latest"; allowUnusualInput: as the panel's box. Returns the table node (computed in this process:
+        no GUI waits); wait=False: the started out-of-process ProcessRun (poll it, then showResults(run))."""
+        job = self.prepareJob(task, volumeNodes, segmentationNode, segmentIds, model, device, clinical,
+                              allowUnusualInput=allowUnusualInput)
         if not wait:
             return self.startJobs([job])
-        return panel_jobs.results_to_table([panel_jobs.run_job(job)], slicer.mrmlScene, tableNode)
+        return jobs_table([job], [panel_jobs.run_job(job)], slicer.mrmlScene, tableNode)
 
 
 class HCCAnalysisTest(ScriptedLoadableModuleTest):
-    """Checks (installs, when allowed) the dependencies first, loads the small case packaged with the
-    module (Resources/TestData/lung1-crop, see its SOURCE.md), runs Apply's real path (a job folder,
-    PythonSlicer running `hcc run-job`, the results back as nodes) with a seeded untrained model
-    package, and checks the table against the in-process console call's."""
+    """Checks (installs, when allowed) the dependencies, loads the small case packaged with the module (Resources/
+    TestData/lung1-crop, see its SOURCE.md), runs Apply's real path (a job folder, PythonSlicer running `hcc run-job`,
+    results back as nodes) with a seeded untrained model package; checks the table against the console call's."""
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)

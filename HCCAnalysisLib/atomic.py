@@ -32,10 +32,10 @@ from HCCAnalysisLib.errors import HCCInputError
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
-def _create_sibling(path: Path) -> Path:
+def _create_sibling(path: Path, suffix: str = "") -> Path:
     """Create an empty, new temporary file beside `path` (mode 0666 & ~umask) and return it."""
     for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}"
         try:
             fd = os.open(tmp, _CREATE_FLAGS, 0o666)  # the kernel applies the umask, as open() does
         except FileExistsError:
@@ -73,8 +73,10 @@ def _remove_empty(folders: list) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[str]:
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[str]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed.
+
+    `suffix` ends the temporary name, for writers that choose the format by it (".nii.gz").
 
     An OSError while creating, writing or renaming becomes an HCCInputError naming `path`;
     any other exception from the caller's block propagates unchanged (the temporary file is
@@ -84,7 +86,7 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     made = []
     try:
         made = _make_parents(path)
-        tmp = _create_sibling(path)
+        tmp = _create_sibling(path, suffix)
     except OSError as err:
         _remove_empty(made)
         raise _write_error(path, err) from err

@@ -148,13 +148,15 @@ def batch_settings(cohort_dir: str | Path, task: str | None, model: LoadedModel)
     }
 
 
-def file_case_processor(model: LoadedModel,
-                        device: str | torch.device | None = "auto") -> Callable[[CaseRecord], Prediction]:
-    """process_case for case folders: load the phases the model reads, then predict."""
+def file_case_processor(model: LoadedModel, device: str | torch.device | None = "auto",
+                        allow_unusual_input: bool = False) -> Callable[[CaseRecord], Prediction]:
+    """process_case for case folders: load the phases the model reads, then predict (a case far
+    outside the card's input profile fails alone, into errors.tsv, unless `allow_unusual_input`)."""
     from HCCAnalysisLib.engine.infer import predict_case
 
     def process(record: CaseRecord) -> Prediction:
-        return predict_case(model, record.load(model.card["phases"], model.task), device=device)
+        return predict_case(model, record.load(model.card["phases"], model.task), device=device,
+                            allow_unusual_input=allow_unusual_input)
 
     return process
 
@@ -182,7 +184,8 @@ def load_batch_inputs(cohort_dir: str | Path, task: str | None, model_ref: str |
 
 def run_cohort(cohort_dir: str | Path, task: str | None, model_ref: str | Path, out_dir: str | Path,
                device: str | None = "auto", progress: Callable[[BatchProgress], Any] | None = print_progress,
-               retry_failed: bool = True, reading: CaseReading | None = None, jobs: int = 1) -> BatchResult:
+               retry_failed: bool = True, reading: CaseReading | None = None, jobs: int = 1,
+               allow_unusual_input: bool = False) -> BatchResult:
     """`hcc batch` in one call: predict every case of a cohort folder, resumably; `jobs` > 1:
     that many worker processes, each with the model loaded once (the same tables as one).
 
@@ -201,11 +204,12 @@ def run_cohort(cohort_dir: str | Path, task: str | None, model_ref: str | Path, 
     if jobs < 1:
         raise HCCInputError(f"--jobs {jobs}: must be at least 1")
     if jobs == 1:
-        process: Any = file_case_processor(model, choice.device)
+        process: Any = file_case_processor(model, choice.device, allow_unusual_input)
     else:
         from HCCAnalysisLib.engine.batch_run import CasePool
 
-        process = CasePool(model.directory, model.card["task"], str(choice.device), jobs)
+        process = CasePool(model.directory, model.card["task"], str(choice.device), jobs,
+                           allow_unusual_input=allow_unusual_input)
     try:
         return run_batch(cohort.records, process, out_dir,
                          settings=_with_reading(batch_settings(cohort_dir, model.card["task"], model), reading),
@@ -288,7 +292,8 @@ def _cli_batch(args):
     try:
         result = run_cohort(args.cohort, args.task, args.model, args.out, device=args.device,
                             progress=progress, retry_failed=args.retry_failed, reading=reading_from_args(args),
-                            jobs=getattr(args, "jobs", 1))
+                            jobs=getattr(args, "jobs", 1),
+                            allow_unusual_input=getattr(args, "allow_unusual_input", False))
     finally:
         if isinstance(progress, LoggedProgress):
             progress.close()
@@ -303,9 +308,13 @@ def _cli_batch(args):
 
 
 def _add_jobs_argument(parser):
-    """--jobs: the files path only (Slicer's batch script builds MRML nodes in its one process)."""
+    """--jobs: the files path only (Slicer's batch script builds MRML nodes in its one process);
+    --allow-unusual-input as well (data/intensity_profile.py)."""
+    from HCCAnalysisLib.data.intensity_profile import add_unusual_input_argument
+
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes predicting cases side by side (default 1); under torchrun, per process")
+    add_unusual_input_argument(parser)
 
 
 def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -4,10 +4,10 @@
     hcc tasks    [TASK] [--json]
     hcc train    --task T --cohort DIR --out MODEL_DIR [--phases a,b,c] [--pretrained NAME|FILE|none]
     hcc evaluate --task T --cohort DIR --folds K [--repeats R] --out DIR [--overwrite]
-    hcc predict  --model MODEL_DIR --case CASE_DIR --out DIR | --out-file FILE.tsv
+    hcc predict  --model MODEL_DIR --case CASE_DIR --out DIR | --out-file FILE.tsv [--dicom]
     hcc batch    --cohort DIR --model MODEL_DIR --out DIR
     hcc report   --eval DIR [--compare DIR2 ...] --out DIR
-    hcc saliency --model MODEL_DIR --case CASE_DIR --out DIR | --out-file FILE.nrrd
+    hcc saliency --model MODEL_DIR --case CASE_DIR --out DIR | --out-file FILE.nrrd [--dicom]
     hcc demo     [--out DIR]
     hcc run-job  --job JOB_DIR     (the Slicer panel's child process: JSON progress lines on stdout)
     hcc models   list | install ID|ZIP|FOLDER|URL | remove TASK VERSION | entry PACKAGE --url U
@@ -145,8 +145,10 @@ def _predict(args):
 
     out = output_file(args.out, args.out_file, "results.tsv", args.overwrite)
     fields = case_fields(args.case, args.cases_csv, args.case_id, args.clinical)
+    dicom = _dicom_outputs(args, fields)
     prediction = predict_folder(args.model, args.case, out, args.device, case_id=args.case_id, fields=fields,
-                                reading=_reading(args))
+                                reading=_reading(args), allow_unusual_input=args.allow_unusual_input,
+                                then=dicom.write_prediction if dicom else None)
     for record in prediction.records():
         print(f"{record['lesion_name']:28s} {record['predicted_class']}")
 
@@ -158,8 +160,29 @@ def _saliency(args):
 
     out = output_file(args.out, args.out_file, "saliency.nrrd", args.overwrite)
     fields = case_fields(args.case, args.cases_csv, None, args.clinical)
-    save_saliency_volume(args.model, args.case, out, device=args.device, fields=fields, reading=_reading(args))
+    dicom = _dicom_outputs(args, fields)
+    image = save_saliency_volume(args.model, args.case, out, device=args.device, fields=fields,
+                                 reading=_reading(args))
     print(out)  # the result: the volume's path (messages go to the log)
+    if dicom:
+        dicom.write_saliency(image)
+        print(dicom.written[0])
+
+
+def _dicom_outputs(args, fields):
+    """--dicom: checked before any work (the case's phases must be DICOM series; io/dicom_outputs.py)."""
+    if not args.dicom:
+        return None
+    from HCCAnalysisLib.io.dicom_outputs import plan_dicom_outputs
+
+    return plan_dicom_outputs(args.command, args.model, args.case, args.out, args.out_file, args.overwrite,
+                              _reading(args), fields)
+
+
+def _add_dicom_flag(parser, what):
+    parser.add_argument("--dicom", action="store_true",
+                        help=f"also write {what} into the --out folder, referring to the case's DICOM series "
+                             "(its phases must be DICOM series folders)")
 
 
 def _demo(args):
@@ -243,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--clinical", nargs="*", default=[], metavar="COLUMN=VALUE",
                          help="clinical values for tasks that use them, e.g. age=63 afp=12.5")
     add_case_reading_arguments(predict)
+    from HCCAnalysisLib.data.intensity_profile import add_unusual_input_argument
+
+    add_unusual_input_argument(predict)  # a case far outside the card's input profile: warned, not refused
+    _add_dicom_flag(predict, "results_sr.dcm (DICOM SR, TID 1500) and for Liang 2018 label_map_seg.dcm (DICOM SEG)")
     predict.set_defaults(func=_predict)
 
     saliency = sub.add_parser("saliency", help="saliency map of a model on one case, as a volume file")
@@ -254,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     saliency.add_argument("--clinical", nargs="*", default=[], metavar="COLUMN=VALUE",
                           help="clinical values for tasks that use them, e.g. age=63 afp=12.5")
     add_case_reading_arguments(saliency)
+    _add_dicom_flag(saliency, "saliency_seg.dcm (DICOM SEG, fractional)")
     saliency.set_defaults(func=_saliency)
 
     demo = sub.add_parser("demo", help="the end-to-end demo on the bundled sample data")

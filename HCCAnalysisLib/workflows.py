@@ -144,6 +144,12 @@ def train_model(task_name: str, cohort_dir: str | Path, out_dir: str | Path,
     }
     rank, _ = distributed.world()
     if rank == 0:
+        from HCCAnalysisLib.data.intensity_profile import PROFILE_KEY, training_profile
+
+        # per phase the training cases' intensity percentiles (and modality): prediction checks cases against it
+        profile = training_profile(task, train_records, phases, log)
+        if profile is not None:
+            card[PROFILE_KEY] = profile
         card = save_model(out_dir, net, card)
         train_resume.finish(out_dir, partial, history["records"])
         log(f"model package written to {out_dir} (training accuracy {train_accuracy:.3f})")
@@ -234,9 +240,12 @@ def case_fields(case_dir: str | Path, cases_csv: str | Path | None = None, case_
 def predict_folder(model_dir: str | Path, case_dir: str | Path, out_path: str | Path,
                    device: str | torch.device | None = "auto", case_id: str | None = None,
                    patient_id: str | None = None, fields: dict[str, str] | None = None,
-                   reading: CaseReading | None = None) -> Prediction:
+                   reading: CaseReading | None = None, allow_unusual_input: bool = False,
+                   then: Callable[[Any, Any, Prediction], None] | None = None) -> Prediction:
 
-    """Run a model package on one case folder (with its table fields) and write the per-lesion TSV."""
+    """Run a model package on one case folder (with its table fields) and write the per-lesion TSV.
+    A case far outside the model card's input profile is refused unless `allow_unusual_input`
+    (then the reason is in the table's warnings column): data/intensity_profile.py."""
     from HCCAnalysisLib.data.case_loading import load_for_task
 
     if Path(out_path).is_dir():
@@ -245,6 +254,8 @@ def predict_folder(model_dir: str | Path, case_dir: str | Path, out_path: str | 
     device = resolve_device(device)
     model = load_model(model_dir, device)
     case = load_for_task(case_dir, model.task, model.card["phases"], case_id, patient_id, fields, reading=reading)
-    prediction = predict_case(model, case, device=device)
+    prediction = predict_case(model, case, device=device, allow_unusual_input=allow_unusual_input)
+    if then is not None:  # more outputs of this model and case (`--dicom`); first, so a failure leaves no TSV
+        then(model, case, prediction)
     prediction.write_tsv(out_path)
     return prediction

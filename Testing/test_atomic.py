@@ -174,3 +174,26 @@ def test_failed_write_removes_the_folders_it_made(tmp_path):
             Path(tmp).write_text("half")
             raise ValueError("the caller failed")
     assert sorted(tmp_path.iterdir()) == []
+
+
+@POSIX_ONLY
+@pytest.mark.parametrize("name", ["saliency.nii.gz", "saliency.nrrd"])
+def test_image_written_through_the_helper_keeps_its_format_and_the_umask_mode(tmp_path, name):
+    """ITK picks the format by the file name, so the temporary name keeps the suffix; the image
+    (e.g. `hcc saliency`'s volume) then gets the umask's mode like every other output."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    target = tmp_path / "out" / name
+    old = os.umask(0o022)
+    try:
+        with atomic_path(target, suffix=name[name.index("."):]) as tmp:
+            assert tmp.endswith(name[name.index("."):])
+            sitk.WriteImage(image, tmp, True)
+    finally:
+        os.umask(old)
+    assert _mode(target) == 0o644 and sorted(p.name for p in target.parent.iterdir()) == [name]
+    if name.endswith(".gz"):
+        assert target.read_bytes()[:2] == b"\x1f\x8b"  # compressed, as the name says
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(target))), sitk.GetArrayFromImage(image))

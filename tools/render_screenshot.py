@@ -15,8 +15,8 @@ in the project's (nothing in the project or CI needs it). Commands (from the rep
     /work/trame-env/bin/pip install "trame-slicer[standalone]==2.0.0"    # slicer-core 5.11.0.6, vtk 9.6.0
 
     # 2. the result, with the project's own environment and the bundled demo model
-    mkdir -p /tmp/shot && unzip -o HCCAnalysisLib/models/bundled/jia2019-hcc-vs-background-0.1.0-demo.zip -d /tmp/shot
-    M=/tmp/shot/jia2019-hcc-vs-background-0.1.0-demo
+    mkdir -p /tmp/shot && unzip -o HCCAnalysisLib/models/bundled/jia2019-hcc-vs-background-0.2.0-demo.zip -d /tmp/shot
+    M=/tmp/shot/jia2019-hcc-vs-background-0.2.0-demo
     .venv/bin/hcc predict  --model $M --case HCCAnalysisLib/sample_data/demo-heldout/brain2 --out /tmp/shot/out --device cpu
     .venv/bin/hcc saliency --model $M --case HCCAnalysisLib/sample_data/demo-heldout/brain2 --out /tmp/shot/out --device cpu
 

@@ -33,7 +33,7 @@ from HCCAnalysisLib.errors import HCCInputError
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(model_dir: str, task: str, device: str, threads: int) -> None:
+def _start_worker(model_dir: str, task: str, device: str, threads: int, allow_unusual_input: bool = False) -> None:
     import torch
 
     from HCCAnalysisLib.batch import file_case_processor
@@ -41,7 +41,7 @@ def _start_worker(model_dir: str, task: str, device: str, threads: int) -> None:
 
     torch.set_num_threads(threads)  # the workers share the machine's cores
     model = load_model(model_dir, torch.device(device), expected_task=task)
-    _WORKER["process"] = file_case_processor(model, device)
+    _WORKER["process"] = file_case_processor(model, device, allow_unusual_input)
 
 
 def _work(job: Any) -> tuple:
@@ -58,7 +58,8 @@ def _work(job: Any) -> tuple:
 class CasePool:
     """`jobs` spawned worker processes, each with the model loaded once; `submit(job)` -> Future."""
 
-    def __init__(self, model_dir: str | Path, task: str, device: str, jobs: int) -> None:
+    def __init__(self, model_dir: str | Path, task: str, device: str, jobs: int,
+                 allow_unusual_input: bool = False) -> None:
         import multiprocessing
 
         from concurrent.futures import ProcessPoolExecutor
@@ -72,7 +73,8 @@ class CasePool:
         self.jobs = jobs
         self.executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_start_worker,
-                                            initargs=(str(model_dir), task, str(device), max(1, cores // jobs)))
+                                            initargs=(str(model_dir), task, str(device), max(1, cores // jobs),
+                                                      allow_unusual_input))
 
     def submit(self, job: Any) -> Future:
         return self.executor.submit(_work, job)

@@ -130,14 +130,23 @@ def aggregate(samples: Sequence[Sample], probs: np.ndarray, classes: Sequence[st
 
 
 def predict_case(model: LoadedModel, case: Case | MicroscopyCase, phases: Sequence[str] | None = None,
-                 device: str | torch.device = "cpu") -> Prediction:
-    """Run a loaded model package on one Case."""
+                 device: str | torch.device = "cpu", allow_unusual_input: bool = False,
+                 unusual_input_override: str | None = None) -> Prediction:
+    """Run a loaded model package on one Case. A case far outside the intensities (or modality)
+    the model was trained on is refused unless `allow_unusual_input` (data/intensity_profile.py);
+    milder findings, and allowed refusals, go into the rows' `warnings` column. The refusal's
+    hint names `unusual_input_override` (default: the CLI flag; the panel: its check box)."""
+    from HCCAnalysisLib.data.intensity_profile import OVERRIDE_FLAG, add_input_warnings, check_case_input
+
     device = torch.device(device)
     phases = phases or model.card["phases"]
     if list(phases) != list(model.card["phases"]):
         raise HCCInputError(f"phases {list(phases)} differ from the {model.card['phases']} the model was trained on",
                             model.directory)
     samples = make_samples(model.task, case, phases, seed=model.card.get("seed", 0))
+    # after sampling, whose refusals (a constant phase, no liver label) name the problem more exactly
+    input_warnings = check_case_input(model.card, case, phases, allow_unusual_input, model.directory / "model.json",
+                                      unusual_input_override or OVERRIDE_FLAG)
     net = prepare_for_inference(model.net.to(device))  # a loaded package never trains again
     probs = run_net(net, samples, device)
     classes = list(model.card["classes"])
@@ -145,4 +154,5 @@ def predict_case(model: LoadedModel, case: Case | MicroscopyCase, phases: Sequen
     from HCCAnalysisLib.data.case import add_lesion_warnings
 
     add_lesion_warnings(rows, case)  # e.g. a lesion outside the liver: named in its row
+    add_input_warnings(rows, input_warnings)  # e.g. an MR volume under a CT model's phase: in every row
     return Prediction(model.task.name, model.name, classes, rows)

@@ -141,6 +141,7 @@ def read_image(path: str | Path, keep_type: bool = False) -> sitk.Image:
     """Read one 3D scalar volume as float32 (its own voxel type with `keep_type`: label maps),
     refusing what the analysis cannot use."""
     path = check_exists(path)  # names a symlink loop or a dangling link, not just "does not exist"
+    modality = ""
     if path.is_dir():
         files = _dicom_series_files(path)
         _check_slice_sizes(files, path)
@@ -156,6 +157,8 @@ def read_image(path: str | Path, keep_type: bool = False) -> sitk.Image:
             image = reader.Execute()
         except RuntimeError as err:
             raise HCCInputError(f"DICOM series could not be read: {str(err).splitlines()[0]}", path) from None
+        # the Modality tag (0008,0060) travels on the image: prediction checks it against the model card
+        modality = first.GetMetaData("0008|0060").strip() if first.HasMetaDataKey("0008|0060") else ""
     else:
         if not image_suffix(path):
             raise HCCInputError("is not a NRRD, NIfTI, MHA or DICOM-folder image", path)
@@ -188,6 +191,8 @@ def read_image(path: str | Path, keep_type: bool = False) -> sitk.Image:
             image = image[:, :, :, 0]
     if not keep_type:
         image = sitk.Cast(image, sitk.sitkFloat32)
+    if modality:  # set after the cast, which drops an image's metadata
+        image.SetMetaData("0008|0060", modality)
     _check_finite(image, path)
     return image
 

@@ -39,6 +39,8 @@ class Task:
     # What the rest of the library may ask of a task (never by comparing names):
     placements: bool = False  # samples carry a Placement (on the case's grid or their own): saliency volumes possible
     saliency_channels: str = "max"  # how a saliency map joins the channels' |gradient|: max, or l1 (their sum)
+    saliency_input: str = "image"  # the input a saliency map explains (Liang 2018: "local", its patches)
+    saliency_scale: str = "sample"  # each map peaks at 1, or "joint": one scale for all maps of a case
     needs_segmentation: bool = True  # False: the input is a whole image with no lesion segmentation (microscopy)
     label_map: bool = False  # patch votes form a label map with an SVM lesion stage (Liang 2018 sec. 2.5)
     # Pretraining as data (issue 12): the named sources (models/pretrained.py KNOWN_SOURCES) whose

@@ -59,6 +59,9 @@ CARD_SCHEMA: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
     "training": (_object, "an object", False),
     "metrics": (_object, "an object", False),
     "versions": (_object, "an object", False),
+    # per phase the training cases' intensity percentiles and modality (data/intensity_profile.py);
+    # absent from cards made before the input check: those predict unchecked
+    "input_profile": (lambda v: _object(v) and _object(v.get("phases")), "an object with 'phases'", False),
 }
 
 

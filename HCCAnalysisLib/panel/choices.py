@@ -213,16 +213,17 @@ def applicable_tasks(available_phases: Iterable[str], model_phases: Mapping[str,
 
 
 def match_volumes(phases: Iterable[str], volume_names: Sequence[str]) -> dict[str, str]:
+    """Guess phase -> volume name from node names ('T2', 'case1_T2', '602: AX T2 FSE', 'DCE_S2').
 
-    """Guess phase -> volume name from node names ('T2', 'case1_T2', 'arterial phase').
-
-    A name matches a phase when the phase appears in it as a whole word (case-insensitive);
-    an ambiguous phase (several volumes match) is left for the user.
+    A name matches a phase when the phase appears in it as a whole word (case-insensitive; not
+    'S20' nor 'S2.5' for S2, not 'T2*' for T2). A name equal to the phase wins over names that
+    merely contain it. Left for the user: a phase several names match, and a name that several
+    phases match ('T2 S0 map'): a wrong guess is worse than none.
     """
-    guesses = {}
+    found, best = {}, {}
     for phase in phases:
-        pattern = re.compile(rf"(?<![A-Za-z0-9]){re.escape(phase)}(?![A-Za-z0-9])", re.IGNORECASE)
-        hits = [name for name in volume_names if pattern.search(name.replace("_", " "))]
-        if len(hits) == 1:
-            guesses[phase] = hits[0]
-    return guesses
+        pattern = re.compile(rf"(?<![A-Za-z0-9.]){re.escape(phase)}(?![A-Za-z0-9*]|\.\d)", re.IGNORECASE)
+        found[phase] = [name for name in volume_names if pattern.search(name.replace("_", " "))]
+        best[phase] = [name for name in found[phase] if name.strip().lower() == phase.lower()] or found[phase]
+    matched_by = [name for names in found.values() for name in set(names)]
+    return {p: names[0] for p, names in best.items() if len(names) == 1 and matched_by.count(names[0]) == 1}

@@ -6,7 +6,8 @@ same Case back. Images are stored as their raw arrays (.npy) with the geometry i
 (origin, spacing, direction as exact float reprs), not through an image writer whose text
 header may round the direction: the out-of-process result must equal the in-process one.
 
-    job.json                  {"format": 1, "jobs": [{task, model_dir, device, saliency, case}]}
+    job.json                  {"format": 1, "jobs": [{task, model_dir, device, saliency,
+                              allow_unusual_input (absent in older files: false), case}]}
     job<i>/<name>.npy         the arrays of job i's case (phases, segmentation, lesions, liver)
     events.jsonl              the child's progress lines (job_protocol)
     results/job<i>/           what the child computed (job_command)
@@ -83,7 +84,8 @@ def write_job_folder(jobs: list[Job], folder: str | Path) -> Path:
     entries = []
     for index, job in enumerate(jobs):
         entries.append({"task": job.task, "model_dir": str(job.model_dir), "device": job.device,
-                        "saliency": bool(job.saliency), "case": _case_to_dict(job.case, folder / f"job{index}")})
+                        "saliency": bool(job.saliency), "allow_unusual_input": bool(job.allow_unusual_input),
+                        "case": _case_to_dict(job.case, folder / f"job{index}")})
     write_text_atomic(folder / JOB_FILE, json.dumps({"format": FORMAT, "jobs": entries}, indent=1))
     return folder
 
@@ -98,4 +100,5 @@ def read_job_folder(folder: str | Path) -> list[Job]:
     if data.get("format") != FORMAT:
         raise HCCInputError(f"has job format {data.get('format')!r}, this library reads {FORMAT}", folder)
     return [Job(e["task"], _case_from_dict(e["case"], folder / f"job{i}"), e["model_dir"], e["device"],
-                saliency=bool(e["saliency"])) for i, e in enumerate(data["jobs"])]
+                saliency=bool(e["saliency"]), allow_unusual_input=bool(e.get("allow_unusual_input", False)))
+            for i, e in enumerate(data["jobs"])]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from HCCAnalysisLib.panel import choices as panel_model
@@ -45,6 +45,9 @@ class Job:
     model_dir: str
     device: str
     saliency: bool = False  # also compute the saliency volume of the case (issue 6)
+    phase_sources: dict[str, str] = field(default_factory=dict)  # phase -> name of the volume node read
+    # Predict a case far outside the model card's input_profile anyway, the reason in `warnings`.
+    allow_unusual_input: bool = False
     # Set by run_job (in the child process), or from its saliency file once the run has finished.
     saliency_image: sitk.Image | None = None  # SimpleITK image on the case's segmentation grid
 
@@ -52,13 +55,15 @@ class Job:
 def prepare_job(task: str, volume_nodes: Mapping[str, slicer.vtkMRMLScalarVolumeNode | None],
                 segmentation_node: slicer.vtkMRMLSegmentationNode | None, segment_ids: Sequence[str] | None = None,
                 model_dir: str | Path = "", device: str = "auto", clinical: Mapping[str, str] | None = None,
-                case_id: str = "case", patient_id: str | None = None, saliency: bool = False) -> Job:
+                case_id: str = "case", patient_id: str | None = None, saliency: bool = False,
+                allow_unusual_input: bool = False) -> Job:
     """Check the inputs of one task and read them into a Case (GUI thread: touches MRML).
 
     `volume_nodes`: phase -> scalar volume node (phases the model does not read are ignored);
     `segment_ids`: lesion segments (None: every segment not named liver); `model_dir`: an
     installed model package folder; `clinical`: field -> text; `saliency`: also compute a
-    saliency volume (refused here, before any work, for a task that cannot give one).
+    saliency volume (refused here, before any work, for a task that cannot give one);
+    `allow_unusual_input`: the panel's "Allow unusual input" (data/intensity_profile.py).
     """
     from HCCAnalysisLib.slicer_io.nodes import case_from_nodes
 
@@ -81,11 +86,14 @@ def prepare_job(task: str, volume_nodes: Mapping[str, slicer.vtkMRMLScalarVolume
 
         case = microscopy_case_from_node(volume_nodes[phases[0]], case_id=case_id, patient_id=patient_id,
                                          fields=record)
-        return Job(task, case, str(model_dir), device, saliency=bool(saliency))
+        return Job(task, case, str(model_dir), device, saliency=bool(saliency),
+                   phase_sources={phases[0]: volume_nodes[phases[0]].GetName()},
+                   allow_unusual_input=bool(allow_unusual_input))
     nodes = {p: volume_nodes[p] for p in phases}
     case = case_from_nodes(nodes, segmentation_node, segment_ids or None, case_id=case_id, patient_id=patient_id,
                            fields=record)
-    return Job(task, case, str(model_dir), device, saliency=bool(saliency))
+    return Job(task, case, str(model_dir), device, saliency=bool(saliency),
+               phase_sources={p: n.GetName() for p, n in nodes.items()}, allow_unusual_input=bool(allow_unusual_input))
 
 
 def lesion_ids(segmentation_node: slicer.vtkMRMLSegmentationNode | None, selected: Sequence[str] | None = None
@@ -129,18 +137,28 @@ def run_job(job: Job) -> Prediction:
 
     With `job.saliency`, also puts the case's saliency volume in `job.saliency_image` (the
     result stays a Prediction, which the table code expects)."""
+    from HCCAnalysisLib.data.intensity_profile import PANEL_OVERRIDE
     from HCCAnalysisLib.engine.infer import predict_case
 
     model, device = load_cached_model(job.model_dir, job.device)
     if model.card["task"] != job.task:
         raise HCCInputError(f"is a model for task {model.card['task']}, not {job.task}", job.model_dir)
-    prediction = predict_case(model, job.case, device=device)
+    # a refusal's hint names the panel's check box, which the panel user has, not the CLI flag
+    prediction = predict_case(model, job.case, device=device, allow_unusual_input=job.allow_unusual_input,
+                              unusual_input_override=PANEL_OVERRIDE)
     job.saliency_image = None
     if job.saliency:
         from HCCAnalysisLib.engine.saliency import saliency_volume
 
         job.saliency_image = saliency_volume(model, job.case, device=device)
     return prediction
+
+
+def allowing_unusual_input(plan: Any, allow: bool) -> Any:
+    """`plan` (anything with `.jobs`, e.g. Run all's plan) with every job's `allow_unusual_input` set."""
+    for job in plan.jobs:
+        job.allow_unusual_input = bool(allow)
+    return plan
 
 
 def saliency_nodes(jobs: Sequence[Job], scene: slicer.vtkMRMLScene) -> list[slicer.vtkMRMLScalarVolumeNode]:

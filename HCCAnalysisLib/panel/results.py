@@ -2,8 +2,9 @@
 
 Every file is read before the first node is added; if adding fails part way, the nodes
 added so far are removed again, so a failed load leaves the scene as it was. The table
-is built from the child's prediction.json through the same `jobs.results_to_table` as the
-in-process path, so both give the same table.
+is built from the child's prediction.json through the same `jobs_table` as the in-process
+path, so both give the same table, with a `phase_sources` column saying which volume node fed
+which phase ('image=CT').
 """
 
 from __future__ import annotations
@@ -97,12 +98,53 @@ def load_run_results(results: Mapping[int, Mapping[str, str]], jobs: Sequence[pa
                 nodes = _labelmap_node(job, labelmap, prediction.classes, scene)
                 added += nodes
                 out.labelmaps.append(nodes[0])
-        out.table = panel_jobs.results_to_table([p for _, p, _, _ in read], scene, table_node)
+        out.table = jobs_table([job for job, *_ in read], [p for _, p, _, _ in read], scene, table_node)
     except Exception:
         for node in added:
             scene.RemoveNode(node)
         raise
     return out
+
+
+def jobs_table(jobs: Sequence[panel_jobs.Job], predictions: Sequence[Prediction], scene: slicer.vtkMRMLScene,
+               table_node: slicer.vtkMRMLTableNode | None = None) -> slicer.vtkMRMLTableNode:
+    """The table of finished jobs (`jobs.results_to_table`) saying which volume fed which phase."""
+    table = panel_jobs.results_to_table(predictions, scene, table_node)
+    try:
+        record_phase_sources(table, jobs, predictions)
+    except Exception:
+        if table_node is None:
+            scene.RemoveNode(table)
+        raise
+    return table
+
+
+PHASE_SOURCES = "phase_sources"  # the column (and, prefixed "HCCAnalysis.", the attribute)
+
+
+def record_phase_sources(table_node: slicer.vtkMRMLTableNode, jobs: Sequence[panel_jobs.Job],
+                         predictions: Sequence[Prediction]) -> None:
+    """Say in the table which volume node fed which phase ('image=CT'): a column, one value per row
+    from the row's job, and the attribute HCCAnalysis.phase_sources; both are saved with the scene."""
+    import vtk
+
+    from HCCAnalysisLib.panel.phase_mapping import sources_text
+
+    texts = [sources_text(job.phase_sources) for job, p in zip(jobs, predictions) for _ in p.records()]
+    table = table_node.GetTable()
+    if len(texts) != table.GetNumberOfRows():
+        raise HCCInputError(f"has {table.GetNumberOfRows()} rows, the predictions {len(texts)}", table_node.GetName())
+    column = vtk.vtkStringArray()
+    column.SetName(PHASE_SOURCES)
+    column.SetNumberOfValues(len(texts))
+    for row, text in enumerate(texts):
+        column.SetValue(row, text.replace('"', "'"))  # Slicer's TSV writer does not escape '"'
+    table.AddColumn(column)
+    table_node.SetColumnTitle(PHASE_SOURCES, "Phase sources")
+    table_node.SetColumnDescription(PHASE_SOURCES, "Volume node that fed each model phase (phase=node name).")
+    table_node.SetAttribute("HCCAnalysis." + PHASE_SOURCES,
+                            " | ".join(f"{job.task}: {sources_text(job.phase_sources)}" for job in jobs))
+    table_node.Modified()
 
 
 def tables_match(a: slicer.vtkMRMLTableNode, b: slicer.vtkMRMLTableNode, rel: float = 1e-5, abs_tol: float = 1e-9

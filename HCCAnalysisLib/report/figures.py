@@ -12,6 +12,7 @@ from typing import Sequence, Tuple
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.manifold import TSNE
 from sklearn.metrics import roc_curve
 from threadpoolctl import threadpool_limits
@@ -207,5 +208,6 @@ def epoch_curve_figure(title: str, epochs: np.ndarray, curves: dict) -> bytes:
     for label, (mean, sd) in curves.items():
         _band(axes, epochs, mean, sd, label)
     axes.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=title)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     axes.legend(fontsize=7, loc="lower right")
     return _png(figure)

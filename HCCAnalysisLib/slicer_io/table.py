@@ -30,6 +30,7 @@ _FIXED_COLUMNS = {
     "kind": (STRING, "Kind", "", "'lesion' for a segmented lesion, 'background' for a background region, 'image' for a whole microscopy image."),
     "predicted_class": (STRING, "Predicted class", "", "Class with the highest probability."),
     "n_samples": (INT, "Samples", "", "Number of samples (slices, patches or regions) aggregated into this row."),
+    "warnings": (STRING, "Warnings", "", "Why this row's input is unusual (a lesion outside the liver, intensities far outside the model's training cases); empty when none."),
 }
 
 

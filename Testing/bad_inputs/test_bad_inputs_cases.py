@@ -111,6 +111,8 @@ lesion segment of one voxel              -> case_from_nodes            -> "lesio
 phase under a non-linear transform       -> case_from_nodes            -> "vtkMRMLScalarVolumeNode 'image': is under a non-linear transform"
 no liver segment, background-ROI task    -> case_from_nodes + predict_case -> "vtkMRMLSegmentationNode '...': has no liver label"
 constant volume node                     -> case_from_nodes + predict_case -> "phase 'image': is constant"
+input sanity against the model card (Testing/data/test_intensity_profile.py)
+MR DICOM series under a CT model's phase -> hcc predict                -> exit 2, "<case>: ... modality MR, the model was trained on CT ... --allow-unusual-input", no TSV
 """
 
 import pytest

@@ -20,7 +20,7 @@ from HCCAnalysisLib.models.package import load_model, sha256_of
 from HCCAnalysisLib.nets.jia2019_weights import from_jia2019, load_jia2019_file
 from HCCAnalysisLib.models.pretrained import KNOWN_SOURCES, resolve_pretrained
 
-BUNDLED_PKL = bad.SAMPLE.parent / "HCCAnalysisLib" / "methods" / "jia2019" / "weights" / "cifar_resnet_32_dict_withSPP.pkl"
+BUNDLED_PKL = bad.ROOT / "HCCAnalysisLib" / "methods" / "jia2019" / "weights" / "cifar_resnet_32_dict_withSPP.pkl"
 
 
 refused = bad.refused  # expect HCCInputError naming every part, nothing changed

@@ -98,7 +98,10 @@ def test_samplers_record_where_each_input_came_from(lung1):
                                       lambda kind: -1, _rng(), False)
     assert samples and all(s.placement.grid is not None and s.placement.grid.spacing == (0.7, 0.7, 7.0)
                            for s in samples)
-    assert {t.sampler for t in TASKS.values() if t.placements} == {"jia2019", "wang2020", "zhen2020", "meng2019"}
+    # Liang 2018: each patch placed at its box (Testing/engine/test_saliency_liang.py)
+    assert {t.sampler for t in TASKS.values() if t.placements} == {"jia2019", "wang2020", "zhen2020", "meng2019",
+                                                                   "liang2018"}
+    assert all(t.placements for t in TASKS.values())
 
 
 def test_paste_maps_resizes_into_boxes_clips_and_takes_the_max(lung1):
@@ -190,15 +193,16 @@ def test_saliency_volume_lies_on_the_segmentation_grid_inside_the_crop_boxes(tra
 
 
 def test_tasks_without_placement_are_refused_before_any_work(lung1):
-    liang = next(t for t in TASKS.values() if not t.placements)
+    from dataclasses import replace
+
+    # every shipped task has placements now: a task without them is a user's own (or a future) task
+    unplaced = replace(get_task("liang2018-resgl-bdlstm-small"), name="custom-unplaced", placements=False)
     # net=None: the refusal must come before the network (or the sampler) is touched
-    model = LoadedModel(None, {"phases": list(liang.phases)}, liang, Path("liang-model"))
-    with pytest.raises(HCCInputError, match=f"{liang.name} has no saliency volume.*Zhen 2020"):
-        saliency_volume(model, _same_case_on_phases(lung1[1], liang.phases))
-    for name, task in TASKS.items():
-        if not task.placements:
-            with pytest.raises(HCCInputError, match="no saliency volume"):
-                panel_jobs.prepare_job(name, {}, None, saliency=True)
+    model = LoadedModel(None, {"phases": list(unplaced.phases)}, unplaced, Path("unplaced-model"))
+    with pytest.raises(HCCInputError, match="custom-unplaced has no saliency volume.*Liang 2018"):
+        saliency_volume(model, _same_case_on_phases(lung1[1], unplaced.phases))
+    with pytest.raises(HCCInputError, match="no saliency volume"):
+        panel_jobs.prepare_job(unplaced, {}, None, saliency=True)
 
 
 # --- the panel: the volume node over the input ---------------------------------------------

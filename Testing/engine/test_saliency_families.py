@@ -123,3 +123,30 @@ def test_l1_reduction_is_the_summed_absolute_gradient_of_the_class_score(tmp_pat
     np.testing.assert_allclose(l1, expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(l1, peak)  # max over channels is another map
     assert get_task("zhen2020-model-a").saliency_channels == "l1"  # Zhen 2020, "Saliency Map"
+
+
+def test_liang_batched_gradients_equal_monai_one_patch_at_a_time(tmp_path):
+    """Liang's patches run many per backward pass (the net's batch, shared global ROI once per entry):
+    the same maps as MONAI's VanillaGrad one patch at a time; SmoothGrad takes the P x 1 x s x s input too."""
+    import shutil
+
+    from helpers.liang_phases import write_phases
+    from HCCAnalysisLib.data.case_loading import load_for_task
+    from HCCAnalysisLib.engine.saliency import gradient_batch_size, placed_samples
+
+    task = get_task("liang2018-resgl-bdlstm-small")
+    folder = tmp_path / "breast1"
+    folder.mkdir()
+    shutil.copy(ROOT / "demo-cohort" / "breast1" / "labels.nrrd", folder / "labels.nrrd")
+    write_phases(sitk.ReadImage(str(ROOT / "demo-cohort" / "breast1" / "image.nrrd")), folder)
+    model = load_model(untrained_package(tmp_path / "liang", task.name, list(task.phases)))
+    samples = placed_samples(model, load_for_task(folder, task, task.phases))[:12]
+    assert gradient_batch_size(model.net) > 1 and (task.saliency_input, task.saliency_scale) == ("local", "joint")
+    options = {"input_name": "local", "scale": "joint"}
+    one = saliency_maps(model.net, samples, batch_size=1, **options)
+    batched = saliency_maps(model.net, samples, batch_size=5, **options)  # batches of 5, 5, 2
+    for a, b in zip(one, batched):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert max(float(m.max()) for m in batched) == 1.0 and len({float(m.max()) for m in batched}) > 1
+    smooth = saliency_maps(model.net, samples[:2], method="smoothgrad", n_noisy=3, batch_size=5, **options)
+    assert [m.shape for m in smooth] == [(16, 16)] * 2 and not np.allclose(smooth[0], one[0])

@@ -33,6 +33,10 @@ from helpers.liang_phases import write_phases
 LIANG = "liang2018-resgl-bdlstm-small"
 MENG = "meng2019-metastasis-small-tiles"
 STAND_IN_TYPES = {"lung1": "HCC", "lung2": "HCC", "brain1": "cyst", "breast1": "cyst"}
+# Registration (on by default) is tested in test_liang_registration.py and by the train/predict CLI test
+# here (liang_model); the other Liang tests turn it off: the stand-in phases are aligned copies, and it
+# would add a few seconds per case and call.
+NO_REGISTRATION = ["registration=none"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -75,7 +79,7 @@ def _largest_slice(mask):
 # ---- Liang 2018 ------------------------------------------------------------------------------------
 
 def test_liang_tasks_and_patch_samples(liang_cohort):
-    full, small = get_task("liang2018-resgl-bdlstm"), get_task(LIANG)
+    full, small = get_task("liang2018-resgl-bdlstm"), get_task(LIANG).with_sampler_options(NO_REGISTRATION)
     assert full.classes == ("cyst", "FNH", "HCC", "hemangioma") and full.phases == ("NC", "ART", "PV")
     assert (full.sampler_kwargs["local_size"], full.sampler_kwargs["global_size"]) == (64, 128)
     ablations = {name: (get_task(name).net_kwargs["variant"], get_task(name).loss_kwargs.get("use_centre", True))
@@ -127,7 +131,7 @@ def test_liang_cli_train_predict_evaluate(liang_model, liang_cohort, tmp_path):
 
     evaluation = tmp_path / "eval"
     assert main(["evaluate", "--task", LIANG, "--cohort", str(liang_cohort), "--folds", "2", "--epochs", "1",
-                 "--out", str(evaluation), "--allow-missing-classes"]) == 0
+                 "--out", str(evaluation), "--allow-missing-classes", "--sampler-option", *NO_REGISTRATION]) == 0
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert metrics["task"] == LIANG and len(metrics["folds"]) == 2 and metrics["config"]["epochs"] == 1
     predictions = _rows(evaluation / "predictions.tsv")
@@ -209,7 +213,7 @@ def slab_cohort(tmp_path_factory, sample_data):
 def test_liang_label_map_svm_stage(slab_cohort, tmp_path):
     from HCCAnalysisLib.methods.liang2018.label_map_output import label_map_svm_cross_validate
 
-    task = get_task(LIANG)
+    task = get_task(LIANG).with_sampler_options(NO_REGISTRATION)
     cohort = load_cohort(slab_cohort)
     metrics = label_map_svm_cross_validate(task, cohort, task.phases, tmp_path, folds=2, epochs=1, log=lambda *a: None)
     rows = _rows(tmp_path / "predictions.tsv")

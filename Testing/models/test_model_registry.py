@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TASK = "jia2019-hcc-vs-background"
 BUNDLED_WEIGHTS = ROOT / "HCCAnalysisLib" / "methods" / "jia2019" / "weights" / "cifar_resnet_32_dict_withSPP.pkl"
 REGISTRY = ROOT / "HCCAnalysisLib" / "models" / "Models.json"
-DEMO_ZIP = ROOT / "HCCAnalysisLib" / "models" / "bundled" / "jia2019-hcc-vs-background-0.1.0-demo.zip"
+DEMO_ZIP = ROOT / "HCCAnalysisLib" / "models" / "bundled" / "jia2019-hcc-vs-background-0.2.0-demo.zip"
 
 
 def make_model(folder, version="0.0.1"):

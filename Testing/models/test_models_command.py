@@ -14,7 +14,7 @@ from HCCAnalysisLib.models import registry as reg
 ROOT = Path(__file__).resolve().parents[2]
 TASK = "jia2019-hcc-vs-background"
 BUNDLED = ROOT / "HCCAnalysisLib" / "models" / "bundled"
-DEMO_ZIP = BUNDLED / "jia2019-hcc-vs-background-0.1.0-demo.zip"
+DEMO_ZIP = BUNDLED / "jia2019-hcc-vs-background-0.2.0-demo.zip"
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from HCCAnalysisLib.panel import jobs as panel_jobs
 from HCCAnalysisLib.panel.job_files import read_job_folder, write_job_folder
 from HCCAnalysisLib.panel.job_protocol import EVENTS_FILE, LineReader, encode_event, parse_line
 from HCCAnalysisLib.panel.process_run import ProcessRun, child_command, start_job_run
-from HCCAnalysisLib.panel.results import load_run_results, tables_match
+from HCCAnalysisLib.panel.results import jobs_table, load_run_results, tables_match
 from HCCAnalysisLib.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,8 +126,11 @@ def test_out_of_process_run_gives_the_in_process_table(case_nodes, tmp_path, one
     assert _node_count(scene) == before  # nothing is added until the panel loads the results
 
     shown = load_run_results(run.results, jobs, scene)
-    expected = panel_jobs.results_to_table([panel_jobs.run_job(job) for job in jobs], scene)
+    expected = jobs_table(jobs, [panel_jobs.run_job(job) for job in jobs], scene)  # the in-process table
     assert tables_match(shown.table, expected) and shown.table.GetNumberOfRows() == 3  # 2 Jia, 1 Liang
+    sources = shown.table.GetTable().GetColumnByName("phase_sources")
+    name = case_nodes[1].GetName()
+    assert [sources.GetValue(r) for r in range(3)] == [f"image={name}"] * 2 + [f"NC={name}, ART={name}, PV={name}"]
     [labelmap] = shown.labelmaps
     assert labelmap.IsA("vtkMRMLLabelMapVolumeNode") and shown.saliency == []
     votes = labelmap.GetImageData().GetPointData().GetScalars()

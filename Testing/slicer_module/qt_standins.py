@@ -281,6 +281,9 @@ class QComboBox(QWidget):
     def itemText(self, index):
         return self._items[index][0]
 
+    def itemData(self, index):
+        return self._items[index][1]
+
     def addItem(self, text, data=None):
         self._items.append([str(text), data])
         if self._index == -1:

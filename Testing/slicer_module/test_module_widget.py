@@ -314,7 +314,7 @@ def test_download_offers_only_model_packages_and_cancel_downloads_nothing(module
     monkeypatch.setattr(dialog, "answer", (0, True))
     button.click()
     installed = model_registry.installed_models(task=THREE_PHASE)
-    assert [m.version for m in installed] == ["0.1.0-demo"]
+    assert [m.version for m in installed] == ["0.2.0-demo"]
     assert widget._parameterNode.model == str(installed[0].path) and widget.ui.modelComboBox.count() == 1
     assert widget.ui.modelInfoLabel.text != NO_MODEL_TEXT
 

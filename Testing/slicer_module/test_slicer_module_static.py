@@ -26,7 +26,7 @@ KNOWN_WIDGET_CLASSES = {
 }
 KNOWN_LAYOUT_CLASSES = {"QFormLayout", "QVBoxLayout", "QHBoxLayout", "QGridLayout"}
 # Parameter type -> the widget class the parameter node wrapper binds it to (guiConnectors.py).
-BINDINGS = {"str": "QComboBox", "bool": "QCheckBox", "node": "qMRMLNodeComboBox"}
+BINDINGS = {"choice": "QComboBox", "str": "QLineEdit", "bool": "QCheckBox", "node": "qMRMLNodeComboBox"}
 
 
 def _source():
@@ -150,7 +150,7 @@ def test_parameter_node_fields_match_the_ui():
             types = [s.text for s in widget.find("property[@name='nodeTypes']").iter("string")]
             assert types == [annotation], name
         elif annotation.startswith("Annotated[str, Choice("):  # the combo-box connector needs Choice
-            assert cls == BINDINGS["str"], name
+            assert cls == BINDINGS["choice"], name
         else:
             assert cls == BINDINGS[annotation], name
 

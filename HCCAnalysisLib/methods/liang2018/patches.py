@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from HCCAnalysisLib.engine.shared_inputs import SharedInput
+from HCCAnalysisLib.data.samples import Placement
 from HCCAnalysisLib.errors import HCCInputError
 
 EPSILON = 128  # eq. 1 threshold on the ROI area (pixels), section 3.1
@@ -132,6 +133,15 @@ class LesionPatches:
         key = uuid.uuid4().hex if key is None else key
         rois = [SharedInput(self.global_roi[s], (key, int(s))) for s in range(len(self.global_roi))]
         return [{"local": local[i], "global_roi": rois[self.slice_of_patch[i]]} for i in range(len(self))]
+
+    def placements(self) -> list[Placement]:
+        """Each patch's box on the mask grid (the case's segmentation grid): centre +- size // 2, end-exclusive.
+
+        The local input is this box resized to local_size, so a saliency map of it resized back to the
+        box lands on the patch's pixels (`engine.saliency.paste_maps`); a box reaching past the grid's
+        border (edge-replicated padding) is clipped there when pasted."""
+        half = self.raw_local.shape[-1] // 2
+        return [Placement.of(z, (y - half, y + half + 1, x - half, x + half + 1)) for z, y, x in self.centres.tolist()]
 
 
 def _check_inputs(volumes, mask):

@@ -30,12 +30,13 @@ LIANG = Task(
     sampler="liang2018",
     sampler_kwargs={"epsilon": 128, "patch_size": 7, "local_size": 64, "global_size": 128,
                     "window": (-160.0, 240.0), "slices": "largest",
-                    # the paper registers the phases to a reference before taking patches (sec. 2.1). Ours is
-                    # opt-in (--sampler-option registration=rigid|bspline): on real CT with known motion it
-                    # recovers it below a voxel (benchmarks/results_liang_registration.md), but on the thin
-                    # bundled volumes (7 slices) the rigid MI registration diverged (31 degrees, 24 mm for a
-                    # 1.5 mm shift), so it is not yet trusted as a default. See methods/liang2018/registration.py.
-                    "registration": "none"},
+                    # the paper registers the phases non-rigidly to a reference before taking patches (sec.
+                    # 2.1): ours is rigid then B-spline (SimpleITK, in-plane rigid on volumes of < 16 slices),
+                    # each stage kept only if the guard accepts it (metric improved, plausible motion), else
+                    # the previous stage / identity with the reason in each sample's `registration` extra.
+                    # Off: --sampler-option registration=none (or rigid). See methods/liang2018/registration.py,
+                    # benchmarks/results_liang_registration.md.
+                    "registration": "bspline"},
     input_size=64,
     label_column="lesion_type",
     loss="resgl_inter_centre",
@@ -43,6 +44,12 @@ LIANG = Task(
     training=LIANG_TRAINING,
     vote_extras=True,  # vote_<class>: the label map's class proportions (eq. 7-8)
     label_map=True,
+    # Saliency (ours: the paper defines none): the gradient of each patch's class score w.r.t. its local
+    # patch, max |.| over the phases, pasted at the patch's box; one scale for all patches of a case
+    # (docs/methods-liang2018.md). The shared global ROI gets no map.
+    placements=True,
+    saliency_input="local",
+    saliency_scale="joint",
 )
 
 NO_CENTRE = {"lam": 0.1, "alpha": 0.2, "use_centre": False}
