@@ -124,8 +124,10 @@ def _evaluate(args):
         if given:
             raise HCCInputError(f"{', '.join(given)}: not used with --model (the model package fixes them)")
         evaluate_external(args.model, args.cohort, args.out, args.device, tta=args.tta, overwrite=args.overwrite,
-                          reading=_reading(args))
+                          reading=_reading(args), allow_unusual_input=args.allow_unusual_input)
         return
+    if args.allow_unusual_input:  # cross-validation trains on the cohort itself: no card to check it against
+        raise HCCInputError("--allow-unusual-input: only with --model (an external cohort checked against its card)")
     if not args.task:
         raise HCCInputError("give --task (cross-validation) or --model (an external test cohort)")
     from HCCAnalysisLib.engine.evaluate import EvaluationOptions
@@ -252,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also compute Jia 2019's time-signal intensity curve over these dynamic phases "
                                "for every lesion and background ROI (tsic.tsv; plotted by `hcc report`)")
     _add_loader_options(evaluate)
+    from HCCAnalysisLib.data.intensity_profile import add_unusual_input_argument
+
+    add_unusual_input_argument(evaluate)  # with --model: the external cohort's cases, checked against its card
     evaluate.set_defaults(func=_evaluate)
 
     predict = sub.add_parser("predict", help="run a model package on one case folder")

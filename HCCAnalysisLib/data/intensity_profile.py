@@ -247,7 +247,7 @@ def add_input_warnings(rows: Sequence[Any], warnings: Sequence[str]) -> None:
 
 
 def add_unusual_input_argument(parser: Any) -> None:
-    """`--allow-unusual-input` on `hcc predict` and `hcc batch`."""
+    """`--allow-unusual-input` on `hcc predict`, `hcc batch` and `hcc evaluate --model`."""
     parser.add_argument(OVERRIDE_FLAG, dest="allow_unusual_input", action="store_true",
                         help="predict a case even when its intensities or modality lie far outside the model's "
                              "training cases (model.json's input_profile); the reason goes into the table's "

@@ -7,6 +7,9 @@ Every case of the cohort is read and sampled as prediction does (the model's pha
 sampler options), scored by the model, and its rows carry the cohort's true labels. The folder
 is written with repeat 0 and fold "external"; `evaluation.json` records the model (task, version,
 weights' SHA-256) and the cohort (folder name and the hash of its cases), never a local path.
+Each case is checked against the card's input profile as prediction checks it: a case far outside
+the training cases is refused unless `allow_unusual_input`, and every finding is recorded in
+`evaluation.json` (`input_findings`), since an external cohort often comes from other scanners.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ EXTERNAL_FOLD = "external"
 
 def evaluate_external(model_dir: str | Path, cohort_dir: str | Path, out_dir: str | Path, device: str = "auto",
                       tta: bool = False, overwrite: bool = False, reading: CaseReading | None = None,
-                      log: Callable[[str], Any] | None = None) -> dict[str, Any]:
+                      log: Callable[[str], Any] | None = None, allow_unusual_input: bool = False) -> dict[str, Any]:
     """Score the model package `model_dir` on every case of `cohort_dir`; returns metrics.json's dict."""
     from HCCAnalysisLib.data.cohort import load_cohort
+    from HCCAnalysisLib.data.intensity_profile import check_case_input
     from HCCAnalysisLib.engine.device import resolve_device
     from HCCAnalysisLib.io.output_location import check_output_folder
     from HCCAnalysisLib.models.package import load_model
@@ -51,9 +55,12 @@ def evaluate_external(model_dir: str | Path, cohort_dir: str | Path, out_dir: st
     if task.label_column:
         cohort.column(task.label_column)  # every case needs its true class: refused before any image is read
     phases, seed = list(card["phases"]), int(card.get("seed", 0))
-    samples = []
+    samples, findings = [], {}
     for record in progress(cohort.records, desc="scoring cases", unit="case"):
         case = record.load(phases, task)
+        unusual = check_case_input(card, case, phases, allow_unusual_input, model.directory / "model.json")
+        if unusual:
+            findings[case.case_id] = unusual
         samples += make_samples(task, case, phases, seed=seed, training=False, fields=record.fields)
     present = {task.classes[s.target] for s in samples}
     if len(present) < 2:
@@ -66,7 +73,8 @@ def evaluate_external(model_dir: str | Path, cohort_dir: str | Path, out_dir: st
         clear_evaluation(out_dir)
     record = {"external": True, "task": task.name, "model_version": card.get("version"),
               "weights_sha256": card.get("weights_sha256"), "phases": phases, "test_time_augmentation": tta,
-              "cohort": Path(cohort.folder).name, "cohort_sha256": cohort_fingerprint(cohort)}
+              "cohort": Path(cohort.folder).name, "cohort_sha256": cohort_fingerprint(cohort),
+              "input_findings": findings}
     write_text_atomic(out_dir / RUN_RECORD, json.dumps(record, indent=2) + "\n")
     config = {"external": True, "model": f"{task.name} {card.get('version', '')}".strip(),
               "weights_sha256": card.get("weights_sha256"), "test_time_augmentation": tta,
